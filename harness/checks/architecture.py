@@ -1,0 +1,143 @@
+"""The architecture check: the submitted layer table against the one derived from the reference.
+
+Pure functions. Layers are compared by position and type (names ignored, InputLayer ignored),
+then output shape, parameters per layer and totals. Every difference is one plain sentence
+that says where and why.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+from harness.spec import ExpectedLayer, ExpectedModel
+
+WHY_KEYS = ("units", "filters", "kernel_size", "strides", "padding", "pool_size", "rate", "activation",
+            "use_bias", "target_shape")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    matched_layers: int
+    expected_layers: int
+    actual_layers: int
+    totals_match: bool
+    differences: list[str]
+
+    @property
+    def exact(self) -> bool:
+        return not self.differences
+
+
+def _n(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _shape(shape: Any) -> str:
+    if not isinstance(shape, list):
+        return str(shape)
+    if shape and isinstance(shape[0], list):
+        return ", ".join(_shape(s) for s in shape)
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+
+def _label(position: int, layer: dict[str, Any]) -> str:
+    name = layer.get("name")
+    return f"layer {position} ({layer.get('type')}{', ' + repr(name) if name else ''})"
+
+
+def _why(expected: ExpectedLayer, actual: dict[str, Any]) -> list[str]:
+    got = actual.get("config") or {}
+    reasons = []
+    for key in WHY_KEYS:
+        if key in expected.config and key in got and expected.config[key] != got[key]:
+            reasons.append(f"{key} {_plain(got[key])} vs {_plain(expected.config[key])}")
+    return reasons
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, list):
+        return "(" + ", ".join(str(v) for v in value) + ")"
+    return str(value)
+
+
+def _compare_layer(position: int, expected: ExpectedLayer, actual: dict[str, Any],
+                   check_shapes: bool) -> list[str]:
+    problems = []
+    params = actual.get("params")
+    if expected.params is not None and params != expected.params:
+        problems.append(f"{_n(params)} params where {_n(expected.params)} were expected")
+    if check_shapes and expected.output_shape is not None and actual.get("output_shape") != expected.output_shape:
+        problems.append(f"output shape {_shape(actual.get('output_shape'))} where "
+                        f"{_shape(expected.output_shape)} was expected")
+    if not problems:
+        why = _why(expected, actual)
+        return [f"{_label(position, actual)} differs from the reference: {', '.join(why)}"] if why else []
+    why = _why(expected, actual)
+    text = f"{_label(position, actual)} has " + "; ".join(problems)
+    if why:
+        text += " because " + ", ".join(why)
+    return [text]
+
+
+def compare(expected: ExpectedModel, actual: dict[str, Any], check_shapes: bool = True) -> Verdict:
+    """Compare a probe layer table (`describe_model` output) with the expected one."""
+    layers = [layer for layer in actual.get("layers") or [] if layer.get("type") != "InputLayer"]
+    want = expected.layers
+    differences: list[str] = []
+    matched = 0
+    matcher = difflib.SequenceMatcher(a=[w.type for w in want], b=[l.get("type") for l in layers], autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            for k in range(i2 - i1):
+                found = _compare_layer(j1 + k + 1, want[i1 + k], layers[j1 + k], check_shapes)
+                differences += found
+                matched += not found
+        elif op == "replace":
+            for k in range(max(i2 - i1, j2 - j1)):
+                if k < i2 - i1 and k < j2 - j1:
+                    got = layers[j1 + k]
+                    differences.append(f"{_label(j1 + k + 1, got)} is a {got.get('type')} where a "
+                                       f"{want[i1 + k].type} was expected")
+                elif k < j2 - j1:
+                    differences.append(_extra(j1 + k, layers))
+                else:
+                    differences.append(_missing(want[i1 + k], j2, layers))
+        elif op == "insert":
+            for j in range(j1, j2):
+                differences.append(_extra(j, layers))
+        elif op == "delete":
+            for i in range(i1, i2):
+                differences.append(_missing(want[i], j1, layers))
+    total = actual.get("total_params")
+    trainable = actual.get("trainable_params")
+    totals_match = total == expected.total_params and trainable == expected.trainable_params
+    if total != expected.total_params:
+        differences.append(f"total params {_n(total)} where {_n(expected.total_params)} were expected")
+    elif trainable != expected.trainable_params:
+        differences.append(f"trainable params {_n(trainable)} where {_n(expected.trainable_params)} were expected")
+    return Verdict(matched_layers=matched, expected_layers=len(want), actual_layers=len(layers),
+                   totals_match=totals_match, differences=differences)
+
+
+def _extra(j: int, layers: list[dict[str, Any]]) -> str:
+    layer = layers[j]
+    after = f" after {_label(j, layers[j - 1])}" if j > 0 else " at the start"
+    return f"extra {layer.get('type')} ({_n(layer.get('params'))} params){after}: the reference has no such layer"
+
+
+def _missing(want: ExpectedLayer, j: int, layers: list[dict[str, Any]]) -> str:
+    after = f" after {_label(j, layers[j - 1])}" if j > 0 else " at the start"
+    return f"missing {want.type} ({_n(want.params)} params){after}"
+
+
+def points(verdict: Verdict, max_points: float, partial_credit: str) -> float:
+    if verdict.exact:
+        return max_points
+    if partial_credit == "none":
+        return 0.0
+    share = verdict.matched_layers / max(verdict.expected_layers, verdict.actual_layers, 1)
+    if not verdict.totals_match:
+        share = min(share, 0.9)
+    return round(max_points * share, 2)

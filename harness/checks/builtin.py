@@ -1,0 +1,76 @@
+"""The built-in checks: completes, architecture (holdout-accuracy and no-leaks build on these)."""
+
+from __future__ import annotations
+
+from harness.checks import Context, Outcome, register
+from harness.checks import architecture as arch
+from harness.record import Check
+
+
+def _skip(check_id: str, message: str) -> Outcome:
+    return Outcome(Check(id=check_id, status="skip", points=0, max_points=0, message=message))
+
+
+def ending(ctx: Context) -> tuple[str | None, str | None]:
+    """(what stopped the run, where) in plain words, or (None, None) when it ran to the end."""
+    result, ev = ctx.result, ctx.evidence
+    if result.timed_out:
+        return f"it was stopped after the time limit of {ctx.assignment.spec.quick_timeout_seconds if ctx.quick else ctx.assignment.spec.timeout_seconds} s", None
+    if result.memory_exceeded:
+        return f"it used more than the memory limit of {ctx.assignment.spec.memory_mb} MB", None
+    errors = [e for e in ev.exceptions if e.get("during") == "run"] or ev.exceptions
+    for d in ev.driver:
+        if d.get("kind") == "cell_error":
+            where = f"cell {d.get('index', 0) + 1}"
+            located = ev.where(errors[-1].get("where")) if errors else None
+            return f"{d.get('ename')}: {d.get('evalue')}", located or where
+        if d.get("kind") == "kernel_died":
+            return f"the Python kernel died in cell {d.get('index', 0) + 1} (often: out of memory)", None
+    if errors:
+        e = errors[-1]
+        return f"{e.get('type')}: {e.get('message')}", ev.where(e.get("where"))
+    if result.exit_code not in (0, 5) and not ev.quick_stopped:
+        return f"it exited with code {result.exit_code}", None
+    return None, None
+
+
+@register("completes")
+def completes(ctx: Context) -> Outcome:
+    max_points = ctx.assignment.spec.points.completes
+    what, where = ending(ctx)
+    if ctx.quick and ctx.evidence.quick_stopped and what is None:
+        return _skip("completes", "quick check: the run stopped at the first fit on purpose")
+    if what is not None:
+        at = f" at {where}" if where else ""
+        return Outcome(Check(id="completes", status="fail", points=0, max_points=max_points,
+                             message=f"The submission did not run to the end{at}: {what}"))
+    if not ctx.evidence.fits:
+        return Outcome(Check(id="completes", status="fail", points=0, max_points=max_points,
+                             message="The submission ran to the end but never trained a model (no fit call was seen)."))
+    return Outcome(Check(id="completes", status="pass", points=max_points, max_points=max_points,
+                         message="The submission ran to the end."))
+
+
+@register("architecture")
+def architecture(ctx: Context) -> Outcome:
+    spec, expected = ctx.assignment.spec, ctx.assignment.expected
+    max_points = spec.points.architecture
+    model = ctx.evidence.last_model()
+    if expected is None:
+        return Outcome(Check(id="architecture", status="error", points=0, max_points=max_points,
+                             message=f"The assignment has no expected model yet: the instructor must run "
+                                     f"`harness calibrate {spec.id}`."))
+    if model is None or model.get("total_params") is None:
+        return Outcome(Check(id="architecture", status="fail", points=0, max_points=max_points,
+                             message="No built model was seen: the run ended before a model was compiled "
+                                     "with a known input shape or fitted."))
+    verdict = arch.compare(expected, model, spec.architecture.check_output_shapes)
+    points = arch.points(verdict, max_points, spec.architecture.partial_credit)
+    if verdict.exact:
+        return Outcome(Check(id="architecture", status="pass", points=points, max_points=max_points,
+                             message=f"The model matches the reference: {verdict.expected_layers} layers, "
+                                     f"{expected.total_params:,} params."))
+    listed = "; ".join(verdict.differences[:8])
+    more = f" (and {len(verdict.differences) - 8} more)" if len(verdict.differences) > 8 else ""
+    return Outcome(Check(id="architecture", status="fail", points=points, max_points=max_points,
+                         message=f"The model differs from the reference: {listed}{more}."))

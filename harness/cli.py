@@ -1,0 +1,156 @@
+"""Command line: `grade` (students, TAs, CI) and `harness` (instructors: calibrate, schema, data).
+
+Exit codes like pytest's: 0 everything graded with full marks, 1 some job below full marks,
+2 interrupted, 3 infrastructure error, 4 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from harness.errors import HarnessError, InfrastructureError, UsageError
+
+EXIT_OK, EXIT_BELOW, EXIT_INTERRUPTED, EXIT_INFRA, EXIT_USAGE = 0, 1, 2, 3, 4
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2; ours is 4
+        self.print_usage(sys.stderr)
+        raise UsageError(message)
+
+
+def default_assignments() -> Path:
+    local = Path.cwd() / "assignments"
+    return local if local.is_dir() else PROJECT_ROOT / "assignments"
+
+
+def default_cache() -> Path:
+    base = os.environ.get("HARNESS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "cnn-harness")
+    return Path(base)
+
+
+def pick_sandbox(name: str):
+    from harness import sandbox
+    chosen = sandbox.get(name)
+    reason = chosen.unavailable_reason()
+    if reason:
+        raise InfrastructureError(f"sandbox {name!r} cannot run here: {reason}")
+    if not chosen.isolates:
+        from harness.sandbox.process import WARNING
+        print(f"warning: {WARNING}", file=sys.stderr)
+    return chosen
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--assignments", type=Path, default=None, help="folder of assignments (default ./assignments)")
+    parser.add_argument("--sandbox", default="bwrap", help="bwrap (default) or process (isolates nothing)")
+    parser.add_argument("--timeout", type=float, default=None, help="seconds per job (default: from the assignment)")
+
+
+def _run(main, argv) -> int:
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+def grade_main(argv: list[str] | None = None) -> int:
+    return _run(_grade, sys.argv[1:] if argv is None else argv)
+
+
+def harness_main(argv: list[str] | None = None) -> int:
+    return _run(_harness, sys.argv[1:] if argv is None else argv)
+
+
+def _grade(argv: list[str]) -> int:
+    parser = _Parser(prog="grade", description="Grade submissions: architecture, trusted holdout accuracy, leaks.")
+    parser.add_argument("paths", nargs="+", type=Path, help="class folder, student folder or one file")
+    parser.add_argument("--quick", action="store_true", help="stop at the first fit: architecture only, seconds")
+    parser.add_argument("--out", type=Path, default=Path("reports"), help="where records go (default ./reports)")
+    parser.add_argument("--assignment", default=None, help="grade only this assignment")
+    parser.add_argument("--jobs", type=int, default=1, help="jobs at once (default 1)")
+    parser.add_argument("--data-root", type=Path, default=None, help="prepared datasets (default $HARNESS_DATA_ROOT)")
+    _common(parser)
+    args = parser.parse_args(argv)
+
+    from harness import spec
+    from harness.discover import discover
+    from harness.grade import GradeOptions, grade_all
+
+    assignments = spec.load_all(args.assignments or default_assignments())
+    jobs = discover(args.paths, assignments, args.assignment)
+    if not jobs:
+        raise UsageError(f"nothing to grade in {', '.join(map(str, args.paths))}")
+    chosen = pick_sandbox(args.sandbox)
+    missing = [a for a in {j.assignment for j in jobs} if a in assignments and assignments[a].expected is None]
+    if missing:
+        raise InfrastructureError(f"assignments not calibrated: {', '.join(sorted(missing))}; the instructor "
+                                  f"must run `harness calibrate <id>` first")
+    options = GradeOptions(quick=args.quick, out=args.out, cache=default_cache(), timeout=args.timeout,
+                           data_root=args.data_root, jobs=args.jobs)
+
+    from rich.console import Console
+    from harness.reports import console_table
+    console = Console(stderr=False)
+
+    def progress(job, rec) -> None:
+        console.print(f"  {job.student}/{job.assignment}: {rec.status}, {rec.score:g}/{rec.max_score:g}")
+
+    console.print(f"Grading {len(jobs)} job(s) in the {chosen.name} sandbox{' (quick)' if args.quick else ''}")
+    records, internal = grade_all(jobs, assignments, chosen, options, progress)
+    console.print(console_table(records))
+    console.print(f"Records in {args.out}/")
+    if internal:
+        return EXIT_INFRA
+    full = all(r.status == "graded" and r.score >= r.max_score for r in records)
+    return EXIT_OK if full else EXIT_BELOW
+
+
+def _harness(argv: list[str]) -> int:
+    parser = _Parser(prog="harness", description="Instructor tools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    cal = sub.add_parser("calibrate", help="derive the expected model from the reference solution")
+    cal.add_argument("assignment", nargs="+")
+    _common(cal)
+    schema = sub.add_parser("schema", help="write (or --check) the record JSON Schema")
+    schema.add_argument("--check", action="store_true")
+    args = parser.parse_args(argv)
+
+    if args.command == "schema":
+        from harness import record
+        text = json.dumps(record.json_schema(), indent=2) + "\n"
+        if args.check:
+            if not record.SCHEMA_PATH.exists() or record.SCHEMA_PATH.read_text() != text:
+                print(f"{record.SCHEMA_PATH} is out of date: run `harness schema`", file=sys.stderr)
+                return EXIT_BELOW
+            return EXIT_OK
+        record.write_atomic(record.SCHEMA_PATH, text)
+        print(f"wrote {record.SCHEMA_PATH}")
+        return EXIT_OK
+    if args.command == "calibrate":
+        from harness import calibrate, spec
+        root = args.assignments or default_assignments()
+        assignments = spec.load_all(root)
+        chosen = pick_sandbox(args.sandbox)
+        for aid in args.assignment:
+            if aid not in assignments:
+                raise UsageError(f"unknown assignment {aid!r}; choose one of: {', '.join(sorted(assignments))}")
+            expected = calibrate.derive_expected(assignments[aid], chosen, default_cache(), args.timeout)
+            print(f"{aid}: {len(expected.layers)} layers, {expected.total_params:,} params "
+                  f"({expected.trainable_params:,} trainable) -> {assignments[aid].folder / 'expected-model.json'}")
+        return EXIT_OK
+    raise UsageError(f"unknown command {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(grade_main())

@@ -1,0 +1,604 @@
+"""The probe: records evidence inside the student's process.
+
+Trust: this file runs inside the untrusted student process. It only observes and writes
+evidence lines; nothing here decides a grade. It imports nothing from the `harness` package
+(only the standard library, and keras / tf_keras / numpy once the student imported them), and
+it never raises into student code: every surprise inside it becomes a `probe_error` event.
+
+Events go to `$HARNESS_EVIDENCE/events.jsonl`, one JSON object per line.
+"""
+
+import atexit
+import functools
+import json
+import math
+import os
+import sys
+import threading
+import time
+import traceback
+
+EVIDENCE_DIR = os.environ.get("HARNESS_EVIDENCE", "")
+EVENTS_PATH = os.path.join(EVIDENCE_DIR, "events.jsonl") if EVIDENCE_DIR else ""
+QUICK = os.environ.get("HARNESS_QUICK") == "1"
+WORKSPACE = os.path.realpath(os.environ.get("HARNESS_WORKSPACE", os.getcwd()))
+PROBE_DIR = os.path.dirname(os.path.realpath(__file__))
+
+MODEL_FILE = "model.keras"
+CONFIG_KEYS = (
+    "units", "filters", "kernel_size", "strides", "padding", "activation", "pool_size",
+    "rate", "use_bias", "target_shape", "scale", "offset", "mode", "factor", "axis",
+)
+
+
+class QuickStop(BaseException):
+    """Raised at the first fit in quick mode: architecture captured, no training wanted."""
+
+
+_lock = threading.RLock()
+_seq = 0
+_state = {"cells_run": 0, "last_model": None, "fits": 0, "finished": False, "cell_files": {}, "in_fit": 0}
+
+
+def _emit(kind, **data):
+    global _seq
+    if not EVENTS_PATH:
+        return
+    try:
+        with _lock:
+            _seq += 1
+            record = {"seq": _seq, "time": round(time.time(), 3), "kind": kind}
+            record.update(data)
+            line = json.dumps(record, default=_fallback_json, allow_nan=True)
+            fd = os.open(EVENTS_PATH, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, (line + "\n").encode("utf-8"))
+            finally:
+                os.close(fd)
+    except BaseException:  # the probe never raises into student code
+        pass
+
+
+def _fallback_json(value):
+    try:
+        return repr(value)[:200]
+    except BaseException:
+        return "<unrepresentable>"
+
+
+def _problem(context, exc):
+    _emit("probe_error", context=context, error="%s: %s" % (type(exc).__name__, str(exc)[:500]))
+
+
+# ---------------------------------------------------------------- where in the submission
+
+
+def _cell_of(filename):
+    return _state["cell_files"].get(filename)
+
+
+def _location_of(filename, line):
+    cell = _cell_of(filename)
+    if cell is not None:
+        return {"cell_run": cell, "line": line}
+    real = os.path.realpath(filename) if filename and not filename.startswith("<") else ""
+    if real and real.startswith(WORKSPACE + os.sep) and not real.startswith(PROBE_DIR):
+        return {"file": os.path.relpath(real, WORKSPACE), "line": line}
+    return None
+
+
+def _where():
+    """The innermost frame of submission code on the current stack."""
+    try:
+        frame = sys._getframe(1)
+        while frame is not None:
+            loc = _location_of(frame.f_code.co_filename, frame.f_lineno)
+            if loc is not None:
+                return loc
+            frame = frame.f_back
+    except BaseException:
+        pass
+    return None
+
+
+def _where_tb(tb):
+    found = None
+    try:
+        for frame, line in traceback.walk_tb(tb):
+            loc = _location_of(frame.f_code.co_filename, line)
+            if loc is not None:
+                found = loc
+    except BaseException:
+        pass
+    return found
+
+
+def register_cell(filename, ordinal):
+    """Called from the IPython pre_run_cell hook: the n-th executed cell compiles to `filename`."""
+    _state["cell_files"][filename] = ordinal
+
+
+# ---------------------------------------------------------------- describing models and data
+
+
+def _shape_list(shape):
+    if shape is None:
+        return None
+    try:
+        if isinstance(shape, (list, tuple)) and shape and isinstance(shape[0], (list, tuple)):
+            return [_shape_list(s) for s in shape]
+        if hasattr(shape, "as_list"):
+            return shape.as_list()
+        return [None if d is None else int(d) for d in shape]
+    except BaseException:
+        return None
+
+
+def _layer_output_shape(layer):
+    try:
+        out = layer.output
+        if isinstance(out, (list, tuple)):
+            return [_shape_list(getattr(o, "shape", None)) for o in out]
+        return _shape_list(out.shape)
+    except BaseException:
+        pass
+    try:
+        return _shape_list(layer.output_shape)
+    except BaseException:
+        return None
+
+
+def _weights_size(weights):
+    total = 0
+    for w in weights:
+        total += math.prod(int(d) for d in w.shape)
+    return total
+
+
+def _count(layer):
+    try:
+        return int(layer.count_params())
+    except BaseException:
+        return None
+
+
+def _plain(value):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float, str, type(None))) for v in value):
+        return list(value)
+    return None
+
+
+def _layer_config(layer):
+    try:
+        config = layer.get_config()
+    except BaseException:
+        return {}
+    out = {}
+    for key in CONFIG_KEYS:
+        if key in config:
+            value = _plain(config[key])
+            if value is not None:
+                out[key] = value
+    return out
+
+
+def describe_model(model):
+    layers = []
+    for layer in getattr(model, "layers", []):
+        kind = type(layer).__name__
+        if kind == "InputLayer":
+            continue
+        layers.append({
+            "name": str(getattr(layer, "name", "")),
+            "type": kind,
+            "output_shape": _layer_output_shape(layer),
+            "params": _count(layer),
+            "trainable": bool(getattr(layer, "trainable", True)),
+            "config": _layer_config(layer),
+        })
+    built = bool(getattr(model, "built", False))
+    table = {"class": type(model).__name__, "name": str(getattr(model, "name", "")), "built": built,
+             "layers": layers, "total_params": None, "trainable_params": None}
+    if built:
+        try:
+            table["total_params"] = int(model.count_params())
+            table["trainable_params"] = int(_weights_size(model.trainable_weights))
+        except BaseException as exc:
+            _problem("count-params", exc)
+    table["input_shape"] = None
+    try:
+        inputs = model.inputs
+        if inputs:
+            table["input_shape"] = _shape_list(inputs[0].shape)
+    except BaseException:
+        pass
+    return table
+
+
+def describe_optimizer(optimizer):
+    if optimizer is None:
+        return None
+    if isinstance(optimizer, str):
+        return {"class": optimizer, "config": {}}
+    out = {"class": type(optimizer).__name__, "config": {}}
+    try:
+        config = optimizer.get_config()
+        for key, value in config.items():
+            plain = _plain(value)
+            if plain is not None:
+                out["config"][key] = plain
+            elif isinstance(value, dict) and "class_name" in value:
+                out["config"][key] = {"schedule": value.get("class_name")}
+    except BaseException as exc:
+        _problem("optimizer-config", exc)
+    return out
+
+
+def describe_data(value):
+    """A short, JSON-safe description of something passed to fit()."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, (list, tuple)):
+            return {"kind": "tuple", "items": [describe_data(v) for v in value[:4]]}
+        kind = type(value).__name__
+        shape = getattr(value, "shape", None)
+        if shape is not None and hasattr(value, "dtype"):
+            return {"kind": "array", "type": kind, "shape": _shape_list(shape), "dtype": str(value.dtype)}
+        out = {"kind": "object", "type": kind}
+        for attr in ("directory", "target_size", "class_mode", "batch_size", "subset", "n", "num_classes"):
+            if hasattr(value, attr):
+                plain = _plain(getattr(value, attr))
+                if plain is not None:
+                    out[attr] = plain
+        if hasattr(value, "class_indices"):
+            out["class_indices"] = {str(k): int(v) for k, v in dict(value.class_indices).items()}
+        if hasattr(value, "element_spec"):
+            out["element_spec"] = str(value.element_spec)[:500]
+        return out
+    except BaseException as exc:
+        _problem("describe-data", exc)
+        return {"kind": "unknown"}
+
+
+def describe_callbacks(callbacks):
+    out = []
+    for cb in callbacks or []:
+        item = {"class": type(cb).__name__}
+        for attr in ("monitor", "restore_best_weights", "save_best_only", "patience", "factor", "mode",
+                     "filepath", "min_delta"):
+            if hasattr(cb, attr):
+                plain = _plain(getattr(cb, attr))
+                if plain is not None:
+                    item[attr] = plain
+        out.append(item)
+    return out
+
+
+def _history_dict(history):
+    out = {}
+    try:
+        for key, values in dict(getattr(history, "history", {}) or {}).items():
+            out[str(key)] = [float(v) for v in values]
+    except BaseException as exc:
+        _problem("history", exc)
+    return out
+
+
+# ---------------------------------------------------------------- wrappers
+
+FIT_ARGS = ("x", "y", "batch_size", "epochs", "verbose", "callbacks", "validation_split",
+            "validation_data", "shuffle", "class_weight", "sample_weight", "initial_epoch",
+            "steps_per_epoch", "validation_steps")
+
+
+def _bind(names, args, kwargs):
+    bound = dict(zip(names, args))
+    bound.update(kwargs)
+    return bound
+
+
+def _fit_event(model, bound, api):
+    return {
+        "api": api,
+        "where": _where(),
+        "model": describe_model(model),
+        "optimizer": describe_optimizer(getattr(model, "optimizer", None)),
+        "x": describe_data(bound.get("x")),
+        "y": describe_data(bound.get("y")),
+        "validation_data": describe_data(bound.get("validation_data")),
+        "validation_split": _plain(bound.get("validation_split")),
+        "epochs": _plain(bound.get("epochs")),
+        "batch_size": _plain(bound.get("batch_size")),
+        "steps_per_epoch": _plain(bound.get("steps_per_epoch")),
+        "callbacks": describe_callbacks(bound.get("callbacks")),
+    }
+
+
+def _make_quick_callback(callback_module, model, fit_id):
+    """Quick mode for a model that only builds once it sees data: stop after one batch."""
+    base = __import__(callback_module, fromlist=["Callback"]).Callback
+
+    class QuickStopCallback(base):
+        def on_train_batch_end(self, batch, logs=None):
+            _emit("model_built", fit=fit_id, model=describe_model(model))
+            raise QuickStop()
+    return QuickStopCallback()
+
+
+def _wrap_fit(original, api, callback_module):
+    @functools.wraps(original)
+    def fit(self, *args, **kwargs):
+        fit_id = None
+        nested = _state["in_fit"] > 0
+        if not nested:
+            try:
+                with _lock:
+                    _state["fits"] += 1
+                    fit_id = _state["fits"]
+                bound = _bind(FIT_ARGS, args, kwargs)
+                _emit("fit_start", fit=fit_id, **_fit_event(self, bound, api))
+            except BaseException as exc:
+                _problem("fit-start", exc)
+        if QUICK and not nested:
+            if getattr(self, "built", False):
+                _emit("quick_stop", fit=fit_id)
+                raise QuickStop()
+            try:
+                extra = _make_quick_callback(callback_module, self, fit_id)
+                callbacks = list(kwargs.get("callbacks") or [])
+                kwargs["callbacks"] = callbacks + [extra]
+            except BaseException as exc:
+                _problem("quick-callback", exc)
+        _state["in_fit"] += 1
+        try:
+            history = original(self, *args, **kwargs)
+        except QuickStop:
+            _emit("quick_stop", fit=fit_id)
+            raise
+        except BaseException as exc:
+            if not nested:
+                _emit("exception", during="fit", fit=fit_id, type=type(exc).__name__,
+                      message=str(exc)[:2000], where=_where_tb(exc.__traceback__) or _where())
+            raise
+        finally:
+            _state["in_fit"] -= 1
+        if not nested:
+            try:
+                _state["last_model"] = self
+                _emit("fit_end", fit=fit_id, history=_history_dict(history), model=describe_model(self))
+            except BaseException as exc:
+                _problem("fit-end", exc)
+        return history
+    fit.__harness_probe__ = True
+    return fit
+
+
+def _wrap_compile(original):
+    @functools.wraps(original)
+    def compile(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        try:
+            bound = _bind(("optimizer", "loss", "metrics"), args, kwargs)
+            loss = bound.get("loss")
+            metrics = bound.get("metrics")
+            _emit("compile", where=_where(), model=describe_model(self),
+                  optimizer=describe_optimizer(getattr(self, "optimizer", None)),
+                  loss=loss if isinstance(loss, str) else (type(loss).__name__ if loss is not None else None),
+                  metrics=[m if isinstance(m, str) else type(m).__name__ for m in (metrics or [])]
+                  if isinstance(metrics, (list, tuple)) else None)
+        except BaseException as exc:
+            _problem("compile", exc)
+        return result
+    compile.__harness_probe__ = True
+    return compile
+
+
+def _wrap_evaluate(original):
+    @functools.wraps(original)
+    def evaluate(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        try:
+            claimed = result if isinstance(result, (int, float)) else _plain(list(result)) \
+                if isinstance(result, (list, tuple)) else repr(result)[:200]
+            bound = _bind(("x", "y"), args, kwargs)
+            _emit("evaluate", where=_where(), claimed=claimed, x=describe_data(bound.get("x")))
+        except BaseException as exc:
+            _problem("evaluate", exc)
+        return result
+    evaluate.__harness_probe__ = True
+    return evaluate
+
+
+def _wrap_save(original):
+    @functools.wraps(original)
+    def save(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        try:
+            path = args[0] if args else kwargs.get("filepath")
+            _emit("save", where=_where(), path=str(path)[:500])
+        except BaseException as exc:
+            _problem("save", exc)
+        return result
+    save.__harness_probe__ = True
+    return save
+
+
+def _wrap_epoch_end(original):
+    @functools.wraps(original)
+    def on_epoch_end(self, epoch, logs=None):
+        try:
+            values = {str(k): float(v) for k, v in dict(logs or {}).items()
+                      if isinstance(v, (int, float)) or hasattr(v, "__float__")}
+            _emit("epoch", epoch=int(epoch), logs=values)
+        except BaseException as exc:
+            _problem("epoch", exc)
+        return original(self, epoch, logs)
+    on_epoch_end.__harness_probe__ = True
+    return on_epoch_end
+
+
+def _patch(cls, name, wrapper, *extra):
+    original = getattr(cls, name, None)
+    if original is None or getattr(original, "__harness_probe__", False):
+        return
+    setattr(cls, name, wrapper(original, *extra))
+
+
+def _patch_keras3_model(module):
+    model = module.Model
+    _patch(model, "fit", _wrap_fit, "fit", "keras.callbacks")
+    _patch(model, "compile", _wrap_compile)
+    _patch(model, "evaluate", _wrap_evaluate)
+    _patch(model, "save", _wrap_save)
+    _emit("runtime", keras="keras3", version=_version("keras"))
+
+
+def _patch_keras3_history(module):
+    _patch(module.History, "on_epoch_end", _wrap_epoch_end)
+
+
+def _patch_tf_keras_model(module):
+    model = module.Model
+    _patch(model, "fit", _wrap_fit, "fit", "tf_keras.callbacks")
+    _patch(model, "fit_generator", _wrap_fit, "fit_generator", "tf_keras.callbacks")
+    _patch(model, "compile", _wrap_compile)
+    _patch(model, "evaluate", _wrap_evaluate)
+    _patch(model, "save", _wrap_save)
+    _emit("runtime", keras="tf_keras", version=_version("tf_keras"))
+
+
+def _patch_tf_keras_history(module):
+    _patch(module.History, "on_epoch_end", _wrap_epoch_end)
+
+
+def _version(name):
+    try:
+        return str(sys.modules[name].__version__)
+    except BaseException:
+        return None
+
+
+def _serve_mnist_standin(module):
+    """Data serving, quick mode only: keras checks mnist.npz against the real file's hash, so
+    the tiny stand-in is loaded here instead. Same return shape as keras.datasets.mnist."""
+    path = os.environ.get("HARNESS_MNIST_FILE")
+    if not path:
+        return
+
+    def load_data(path_arg="mnist.npz"):
+        import numpy as np
+        with np.load(path, allow_pickle=False) as f:
+            return (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])
+
+    module.load_data = load_data
+
+
+HOOKS = {
+    "keras.src.datasets.mnist": _serve_mnist_standin,
+    "tf_keras.src.datasets.mnist": _serve_mnist_standin,
+    "keras.src.models.model": _patch_keras3_model,
+    "keras.src.callbacks.history": _patch_keras3_history,
+    "tf_keras.src.engine.training": _patch_tf_keras_model,
+    "tf_keras.src.callbacks": _patch_tf_keras_history,
+}
+
+
+class _PostImportFinder:
+    """Runs a hook right after one of the watched modules has executed."""
+
+    def find_spec(self, name, path=None, target=None):
+        hook = HOOKS.get(name)
+        if hook is None:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        original = getattr(loader, "exec_module", None)
+        if original is None:
+            return spec
+
+        def exec_module(module):
+            original(module)
+            try:
+                hook(module)
+            except BaseException as exc:
+                _problem("patch " + name, exc)
+
+        loader.exec_module = exec_module
+        return spec
+
+
+# ---------------------------------------------------------------- life cycle
+
+
+def install():
+    if any(isinstance(f, _PostImportFinder) for f in sys.meta_path):
+        return
+    sys.meta_path.insert(0, _PostImportFinder())
+    for name, hook in HOOKS.items():
+        if name in sys.modules:
+            try:
+                hook(sys.modules[name])
+            except BaseException as exc:
+                _problem("patch " + name, exc)
+    _emit("probe_start", pid=os.getpid(), quick=QUICK, python=sys.version.split()[0])
+    atexit.register(finish)
+
+
+def record_exception(exc, where_hint=None):
+    """Called by the drivers for an exception that ended the submission."""
+    if isinstance(exc, QuickStop):
+        return
+    _emit("exception", during="run", type=type(exc).__name__, message=str(exc)[:2000],
+          where=_where_tb(exc.__traceback__) or where_hint)
+
+
+def attach_ipython():
+    """Runs in a notebook kernel before the first cell: map cell file names to executions."""
+    try:
+        shell = get_ipython()  # noqa: F821 - defined inside IPython
+
+        def pre_run_cell(info):
+            try:
+                if not getattr(info, "store_history", True):
+                    return
+                _state["cells_run"] += 1
+                name = shell.compile.get_code_name(info.raw_cell, info.raw_cell, shell.execution_count)
+                register_cell(name, _state["cells_run"])
+            except BaseException as exc:
+                _problem("pre-run-cell", exc)
+
+        def post_run_cell(result):
+            error = getattr(result, "error_in_exec", None)
+            if error is not None:
+                record_exception(error)
+
+        shell.events.register("pre_run_cell", pre_run_cell)
+        shell.events.register("post_run_cell", post_run_cell)
+    except BaseException as exc:
+        _problem("attach-ipython", exc)
+
+
+def finish():
+    """Save the last fitted model and close the evidence. Runs once."""
+    if _state["finished"]:
+        return
+    _state["finished"] = True
+    model = _state["last_model"]
+    if model is not None and not QUICK:
+        path = os.path.join(EVIDENCE_DIR, MODEL_FILE)
+        try:
+            model.save(path)
+            _emit("model_saved", file=MODEL_FILE, model=describe_model(model))
+        except BaseException as exc:
+            _emit("model_save_failed", error="%s: %s" % (type(exc).__name__, str(exc)[:1000]))
+    _emit("probe_end", fits=_state["fits"], events=_seq + 1)

@@ -1,0 +1,144 @@
+"""The record: the durable JSON result of one job (`schema_version: 1`).
+
+Typed and frozen here, exported as a JSON Schema (`harness/schema/record.schema.json`), and
+every record the harness writes is validated against that schema before an atomic write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import jsonschema
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_PATH = Path(__file__).parent / "schema" / "record.schema.json"
+
+Status = Literal["graded", "error", "timeout", "memory-limit", "no-model", "invalid-submission"]
+CheckStatus = Literal["pass", "fail", "error", "skip"]
+Severity = Literal["error", "warning", "info"]
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Check(Frozen):
+    id: str
+    status: CheckStatus
+    points: float
+    max_points: float
+    message: str
+
+
+class Finding(Frozen):
+    rule: str
+    severity: Severity
+    message: str
+    where: str | None = None
+
+
+class Layer(Frozen):
+    name: str
+    type: str
+    output_shape: list | None
+    params: int | None
+
+
+class ModelSummary(Frozen):
+    total_params: int | None
+    trainable_params: int | None
+    layers: list[Layer]
+
+
+class Metrics(Frozen):
+    holdout_accuracy: float | None = None
+    holdout_size: int | None = None
+    per_class_accuracy: dict[str, float] | None = None
+    confusion_matrix: list[list[int]] | None = None
+    misclassified: list[str] | None = None
+    preprocessing: str | None = None
+    claimed_accuracy: float | None = None
+
+
+class RunInfo(Frozen):
+    sandbox: str
+    runtime: str
+    mode: Literal["quick", "full"]
+    wall_seconds: float
+    peak_memory_mb: float | None
+    exit_code: int | None
+
+
+class SubmissionInfo(Frozen):
+    entry: str | None
+    files: dict[str, str]
+
+
+class Record(Frozen):
+    schema_version: Literal[1] = 1
+    harness_version: str
+    created_at: str
+    student: str
+    assignment: str
+    status: Status
+    score: float
+    max_score: float
+    summary: str = Field(description="One plain-English sentence for the student.")
+    checks: list[Check]
+    findings: list[Finding]
+    model: ModelSummary | None
+    metrics: Metrics
+    history: dict[str, list[float]]
+    run: RunInfo
+    submission: SubmissionInfo
+    evidence_problems: list[str] = []
+
+
+def json_schema() -> dict:
+    schema = Record.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "record.schema.json"
+    return schema
+
+
+@cache
+def _validator() -> jsonschema.protocols.Validator:
+    schema = json.loads(SCHEMA_PATH.read_text())
+    return jsonschema.Draft202012Validator(schema)
+
+
+def validate(data: dict) -> None:
+    """Raises jsonschema.ValidationError when `data` does not follow the shipped schema."""
+    _validator().validate(data)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save(record: Record, path: Path) -> None:
+    data = record.model_dump(mode="json")
+    validate(data)
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def load(path: Path) -> Record:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    validate(data)
+    return Record.model_validate(data)

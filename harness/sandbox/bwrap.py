@@ -1,0 +1,89 @@
+"""bubblewrap: the default sandbox. Namespaces (user, pid, net, ipc, uts), read-only system,
+a size-limited writable workspace, private /tmp, scrubbed environment, cgroup limits."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from harness.sandbox.base import Layout, SandboxRequest, SandboxResult, register, supervise
+
+ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "ssl", "ca-certificates",
+             "localtime", "fonts", "mime.types", "nsswitch.conf", "hosts")
+INSIDE = Layout(workspace="/workspace", evidence="/evidence", probe="/opt/harness-probe",
+                home="/home/student", python=sys.executable)
+
+
+def _python_roots() -> list[str]:
+    roots = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix), sys.prefix}
+    exe = os.path.realpath(sys.executable)
+    roots.add(os.path.dirname(os.path.dirname(exe)))
+    return sorted(r for r in roots if not r.startswith(("/usr", "/bin", "/lib")))
+
+
+class BwrapSandbox:
+    name = "bwrap"
+    isolates = True
+
+    @functools.cache
+    def unavailable_reason(self) -> str | None:
+        if not shutil.which("bwrap"):
+            return "bubblewrap is not installed: run `make install` (it installs the Debian package bubblewrap)"
+        probe = subprocess.run(["bwrap", "--unshare-all", "--ro-bind", "/", "/", "true"],
+                               capture_output=True, text=True)
+        if probe.returncode != 0:
+            return f"bubblewrap cannot create namespaces here: {probe.stderr.strip()}"
+        return None
+
+    def layout(self, job_dir: Path) -> Layout:
+        return INSIDE
+
+    def command(self, request: SandboxRequest) -> list[str]:
+        limits = request.limits
+        args = ["bwrap", "--unshare-all", "--unshare-user", "--uid", "1000", "--gid", "1000",
+                "--disable-userns", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+                "--hostname", "sandbox", "--clearenv",
+                "--proc", "/proc", "--dev", "/dev",
+                "--size", str(limits.tmp_mb * 2**20), "--tmpfs", "/tmp",
+                "--size", str(limits.workspace_mb * 2**20), "--tmpfs", INSIDE.workspace,
+                "--tmpfs", "/home", "--dir", INSIDE.home]
+        for name in ("usr", "bin", "sbin", "lib", "lib64", "lib32", "libx32"):
+            path = Path("/") / name
+            if path.is_symlink():
+                args += ["--symlink", os.readlink(path), str(path)]
+            elif path.is_dir():
+                args += ["--ro-bind", str(path), str(path)]
+        for name in ETC_FILES:
+            if (Path("/etc") / name).exists():
+                args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+        for cpu in ("/sys/devices/system/cpu",):
+            if Path(cpu).exists():
+                args += ["--ro-bind", cpu, cpu]
+        for root in _python_roots():
+            args += ["--ro-bind", root, root]
+        etc = request.job_dir / "etc"
+        etc.mkdir(exist_ok=True)
+        (etc / "passwd").write_text("student:x:1000:1000:student:/home/student:/bin/sh\n")
+        (etc / "group").write_text("student:x:1000:\n")
+        args += ["--ro-bind", str(etc / "passwd"), "/etc/passwd", "--ro-bind", str(etc / "group"), "/etc/group"]
+        args += ["--ro-bind", str(request.stage), "/submission",
+                 "--bind", str(request.job_dir / "evidence"), INSIDE.evidence,
+                 "--ro-bind", str(Path(__file__).resolve().parent.parent / "probe"), INSIDE.probe]
+        for mount in request.mounts:
+            args += ["--bind" if mount.writable else "--ro-bind", str(mount.source), mount.target]
+        for key, value in request.env.items():
+            args += ["--setenv", key, value]
+        args += ["--chdir", INSIDE.workspace, "--"]
+        stage = 'cp -R /submission/. "$HARNESS_WORKSPACE"/ 2>/dev/null; exec "$@"'
+        return args + ["/bin/sh", "-c", stage, "sh", *request.argv]
+
+    def run(self, request: SandboxRequest) -> SandboxResult:
+        (request.job_dir / "evidence").mkdir(parents=True, exist_ok=True)
+        return supervise(self.command(request), request, self.name, env={"PATH": "/usr/bin:/bin"})
+
+
+register("bwrap", BwrapSandbox)

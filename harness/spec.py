@@ -1,0 +1,153 @@
+"""Assignments: `assignments/<id>/assignment.toml`, validated once on load.
+
+The expected layer table is not typed by hand: `harness calibrate <id>` derives it from the
+reference solution and stores it as `assignments/<id>/expected-model.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from harness.errors import SpecError
+
+SPEC_VERSION = 1
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSpec(Frozen):
+    """What the student is served. `keras` datasets come through the Keras cache; `folders`
+    datasets as `data/<name>/<split>/<class>/*` with the holdout split withheld."""
+
+    source: Literal["keras", "folders"]
+    name: str
+    classes: list[str]
+    image_shape: list[int] = Field(min_length=2, max_length=3)
+    served_splits: list[str] = ["train", "validation"]
+    holdout_split: str = "test"
+    standin_images_per_class: int = Field(default=4, ge=1, le=64)
+
+
+class Points(Frozen):
+    architecture: float = Field(default=40, ge=0)
+    holdout_accuracy: float = Field(default=40, ge=0)
+    no_leaks: float = Field(default=10, ge=0)
+    completes: float = Field(default=10, ge=0)
+
+
+class ArchitectureRules(Frozen):
+    partial_credit: Literal["per-layer", "none"] = "per-layer"
+    check_output_shapes: bool = True
+
+
+class AccuracyRules(Frozen):
+    threshold: float = Field(ge=0, le=1)
+    floor: float = Field(ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _floor_below_threshold(self) -> "AccuracyRules":
+        if self.floor > self.threshold:
+            raise ValueError(f"floor {self.floor} is above threshold {self.threshold}")
+        return self
+
+
+class Assignment(Frozen):
+    schema_version: Literal[1]
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    title: str
+    seed: str | None = None
+    runtime: Literal["keras3", "legacy"] = "keras3"
+    reference: str
+    accepted_names: list[str] = []
+    timeout_seconds: int = Field(default=1800, gt=0)
+    quick_timeout_seconds: int = Field(default=180, gt=0)
+    memory_mb: int = Field(default=8192, ge=512)
+    data: DataSpec
+    points: Points = Points()
+    architecture: ArchitectureRules = ArchitectureRules()
+    accuracy: AccuracyRules
+
+    def entry_names(self) -> list[str]:
+        return [f"{self.id}.ipynb", f"{self.id}.py", *self.accepted_names]
+
+
+class ExpectedLayer(Frozen):
+    type: str
+    output_shape: list | None
+    params: int | None
+    config: dict[str, object] = {}
+
+
+class ExpectedModel(Frozen):
+    """Derived from the reference by `harness calibrate`; never typed by hand."""
+
+    schema_version: Literal[1]
+    assignment: str
+    derived_from: str
+    reference_sha256: str
+    total_params: int
+    trainable_params: int
+    non_trainable_params: int
+    layers: list[ExpectedLayer]
+
+
+class LoadedAssignment(Frozen):
+    spec: Assignment
+    folder: Path
+    expected: ExpectedModel | None
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+
+def _explain(path: Path, exc: ValidationError) -> str:
+    lines = [f"{path}: invalid assignment file"]
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  field {field}: {err['msg']}")
+    lines.append("  Fix the file (see assignments/README.md for every field) and run again.")
+    return "\n".join(lines)
+
+
+def load_assignment(folder: Path) -> LoadedAssignment:
+    path = folder / "assignment.toml"
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError(f"{path}: missing; every assignment folder needs an assignment.toml") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path}: not valid TOML ({exc}); fix the syntax and run again") from None
+    try:
+        spec = Assignment.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(_explain(path, exc)) from None
+    if spec.id != folder.name:
+        raise SpecError(f"{path}: field id is {spec.id!r} but the folder is named {folder.name!r}; make them equal")
+    expected_path = folder / "expected-model.json"
+    expected = None
+    if expected_path.exists():
+        try:
+            expected = ExpectedModel.model_validate(json.loads(expected_path.read_text()))
+        except (ValidationError, json.JSONDecodeError) as exc:
+            raise SpecError(f"{expected_path}: invalid ({exc}); regenerate it with `harness calibrate {spec.id}`") from None
+    return LoadedAssignment(spec=spec, folder=folder, expected=expected)
+
+
+def load_all(root: Path) -> dict[str, LoadedAssignment]:
+    if not root.is_dir():
+        raise SpecError(f"{root}: no assignments folder here; pass --assignments DIR")
+    out = {}
+    for folder in sorted(p for p in root.iterdir() if (p / "assignment.toml").exists()):
+        loaded = load_assignment(folder)
+        out[loaded.id] = loaded
+    if not out:
+        raise SpecError(f"{root}: holds no assignment (no */assignment.toml)")
+    return out
