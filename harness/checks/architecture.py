@@ -78,6 +78,8 @@ def _compare_layer(position: int, expected: ExpectedLayer, actual: dict[str, Any
     text = f"{_label(position, actual)} has " + "; ".join(problems)
     if why:
         text += " because " + ", ".join(why)
+    else:
+        text += " (its own settings match: the difference comes from the layers before it)"
     return [text]
 
 

@@ -21,6 +21,8 @@ def main():
         code = 5
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if code != 0:
+            harness_probe.record_exception(exc)
     except BaseException as exc:
         harness_probe.record_exception(exc)
         import traceback

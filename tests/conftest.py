@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def assignments():
+    from harness import spec
+    return spec.load_all(ROOT / "assignments")
+
+
+def run_grade(args: list[str], out: Path) -> tuple[int, dict[tuple[str, str], dict]]:
+    """Runs the real `grade` command in-process; returns its exit code and the records by (student, assignment)."""
+    from harness.cli import grade_main
+    code = grade_main([*args, "--out", str(out), "--assignments", str(ROOT / "assignments")])
+    records = {}
+    for path in out.glob("*/*.json"):
+        data = json.loads(path.read_text())
+        records[(data["student"], data["assignment"])] = data
+    return code, records
+
+
+@pytest.fixture
+def grade(tmp_path):
+    def _grade(*args: str):
+        return run_grade(list(args), tmp_path / "reports")
+    return _grade
+
+
+@pytest.fixture
+def student(tmp_path):
+    """Make a student folder from fixture files: student('name', {'mnist-cnn.py': 'text'})."""
+    def _make(name: str, files: dict[str, str | Path]) -> Path:
+        folder = tmp_path / "submissions" / name
+        folder.mkdir(parents=True)
+        for filename, content in files.items():
+            if isinstance(content, Path):
+                shutil.copyfile(content, folder / filename)
+            else:
+                (folder / filename).write_text(content)
+        return folder
+    return _make

@@ -1,0 +1,77 @@
+"""`grade --quick` end to end: real notebooks and modules, real bubblewrap, real TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+PINNED = {"mnist-cnn": 3_156_098, "fashion-mnist-cnn": 3_156_098, "cats-vs-dogs": 13_132_322,
+          "dogs-vs-cats-small": 3_453_121, "car-or-truck": 291_405, "ox": 3_464_257}
+
+
+def test_references_get_full_architecture_marks_with_the_pinned_totals(root, tmp_path, grade):
+    folder = tmp_path / "references"
+    shutil.copytree(root / "reference", folder)
+    code, records = grade("--quick", str(folder))
+    assert {a for (_, a) in records} == set(PINNED)
+    for (_, aid), rec in records.items():
+        arch = next(c for c in rec["checks"] if c["id"] == "architecture")
+        assert arch["status"] == "pass" and arch["points"] == arch["max_points"] > 0, (aid, arch)
+        assert rec["model"]["total_params"] == PINNED[aid], aid
+        assert rec["status"] == "graded" and rec["run"]["sandbox"] == "bwrap"
+        assert rec["score"] == rec["max_score"]
+    assert code == 0
+    legacy = records[("references", "dogs-vs-cats-small")]
+    assert legacy["run"]["runtime"] == "legacy"
+
+
+def test_dense_256_fails_and_names_both_numbers(root, tmp_path, grade, student):
+    notebook = json.loads((root / "reference" / "cats-vs-dogs.ipynb").read_text())
+    for cell in notebook["cells"]:
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        cell["source"] = source.replace("layers.Dense(512, activation='relu')", "layers.Dense(256, activation='relu')")
+    folder = student("bob", {"cats-vs-dogs.ipynb": json.dumps(notebook)})
+    code, records = grade("--quick", str(folder))
+    rec = records[("bob", "cats-vs-dogs")]
+    arch = next(c for c in rec["checks"] if c["id"] == "architecture")
+    assert arch["status"] == "fail" and 0 < arch["points"] < arch["max_points"]
+    assert "6,553,856 params where 13,107,712 were expected" in arch["message"]
+    assert "units 256 vs 512" in arch["message"]
+    assert code == 1
+    markdown = (tmp_path / "reports" / "bob" / "cats-vs-dogs.md").read_text()
+    assert "13,107,712" in markdown and "FAILED" in markdown
+
+
+def test_crash_in_the_middle_names_cell_and_line(root, grade):
+    code, records = grade("--quick", str(root / "submissions" / "carol"))
+    rec = records[("carol", "fashion-mnist-cnn")]
+    assert rec["status"] == "error"
+    assert "cell 5, line 2" in rec["summary"] and "NameError" in rec["summary"]
+    arch = next(c for c in rec["checks"] if c["id"] == "architecture")
+    assert arch["status"] == "pass", "the model was compiled before the crash"
+
+
+def test_missing_helper_module_is_named(root, grade):
+    code, records = grade("--quick", str(root / "submissions" / "erin"))
+    rec = records[("erin", "mnist-cnn")]
+    assert rec["status"] == "error" and "No module named 'helpers'" in rec["summary"]
+    assert "mnist-cnn.py:4" in rec["summary"]
+
+
+def test_broken_notebook_is_invalid_and_says_what_to_do(grade, student):
+    folder = student("zoe", {"ox.ipynb": '{"cells": [ this is not json'})
+    code, records = grade("--quick", str(folder))
+    rec = records[("zoe", "ox")]
+    assert rec["status"] == "invalid-submission"
+    assert "ox.ipynb" in rec["summary"] and "Save it again" in rec["summary"]
+    assert code == 1
+
+
+def test_process_sandbox_only_on_request_and_warns(root, grade, capfd):
+    code, records = grade("--quick", "--sandbox", "process", str(root / "submissions" / "erin"))
+    assert records[("erin", "mnist-cnn")]["run"]["sandbox"] == "process"
+    assert "isolates nothing" in capfd.readouterr().err

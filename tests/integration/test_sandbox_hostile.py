@@ -1,0 +1,77 @@
+"""Hostile submissions in the real bubblewrap sandbox: nothing survives `grade`, no network."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES
+
+pytestmark = pytest.mark.integration
+HOSTILE = FIXTURES / "hostile"
+
+
+def processes_with(token: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if token.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
+                    found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.mark.parametrize("fixture", ["forks_1000_sleepers.py", "daemonizes_with_setsid.py", "ignores_sigterm.py"])
+def test_no_process_survives_and_the_next_job_runs(fixture, student, grade, tmp_path, root):
+    token = f"harness-test-{uuid.uuid4().hex}"
+    student("hostile", {"mnist-cnn.py": HOSTILE / fixture, "token.txt": token})
+    student("next", {"mnist-cnn.py": root / "reference" / "mnist-cnn.py"})
+    code, records = grade("--quick", "--timeout", "20", str(tmp_path / "submissions"))
+    assert processes_with(token) == [], f"{fixture} left processes behind"
+    hostile = records[("hostile", "mnist-cnn")]
+    assert hostile["status"] in ("timeout", "no-model", "error")
+    if fixture == "ignores_sigterm.py":
+        assert hostile["status"] == "timeout"
+    nxt = records[("next", "mnist-cnn")]
+    assert nxt["status"] == "graded" and nxt["model"]["total_params"] == 3_156_098
+    assert code == 1
+
+
+def test_cannot_connect_to_a_listener_on_host_loopback(student, grade, tmp_path):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(5)
+    server.settimeout(0.2)
+    accepted: list[bytes] = []
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+                accepted.append(conn.recv(100))
+                conn.close()
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        folder = student("sneaky", {"mnist-cnn.py": HOSTILE / "connects_to_host.py",
+                                    "port.txt": str(server.getsockname()[1])})
+        code, records = grade("--quick", "--timeout", "30", str(folder))
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+    assert accepted == [], "the submission reached the host"
+    rec = records[("sneaky", "mnist-cnn")]
+    assert rec["status"] == "error"
+    assert "connection refused inside the sandbox" in rec["summary"] or "Connection refused" in rec["summary"]
