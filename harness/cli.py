@@ -124,7 +124,15 @@ def _harness(argv: list[str]) -> int:
     _common(cal)
     schema = sub.add_parser("schema", help="write (or --check) the record JSON Schema")
     schema.add_argument("--check", action="store_true")
+    data = sub.add_parser("data", help="datasets: list | prepare NAME | import NAME PATH")
+    data.add_argument("action", choices=["list", "prepare", "import"])
+    data.add_argument("name", nargs="?")
+    data.add_argument("path", nargs="?", type=Path)
+    data.add_argument("--data-root", type=Path, default=None, help="default $HARNESS_DATA_ROOT or ~/.cache/cnn-harness/data")
     args = parser.parse_args(argv)
+
+    if args.command == "data":
+        return _data(args)
 
     if args.command == "schema":
         from harness import record
@@ -150,6 +158,30 @@ def _harness(argv: list[str]) -> int:
                   f"({expected.trainable_params:,} trainable) -> {assignments[aid].folder / 'expected-model.json'}")
         return EXIT_OK
     raise UsageError(f"unknown command {args.command}")
+
+
+def _data(args) -> int:
+    from harness.data import providers
+    root = args.data_root or providers.default_root()
+    if args.action == "list":
+        print(f"data root: {root}")
+        for name in providers.names():
+            folder = providers.dataset_dir(name, root)
+            if providers.is_prepared(name, root):
+                manifest = json.loads((folder / "manifest.json").read_text())
+                state = f"prepared ({manifest['provider']}, holdout {manifest['holdout_size']:,} images)"
+            else:
+                state = f"not prepared: {providers.get(name).source_hint}"
+            print(f"  {name:20s} {state}")
+        return EXIT_OK
+    if not args.name:
+        raise UsageError(f"harness data {args.action} needs a dataset name: {', '.join(providers.names())}")
+    if args.action == "import" and args.path is None:
+        raise UsageError("harness data import NAME PATH: PATH is missing")
+    manifest = providers.prepare(args.name, root, args.path if args.action == "import" else None)
+    print(f"{args.name}: prepared in {providers.dataset_dir(args.name, root)} "
+          f"(holdout {manifest['holdout_size']:,} images, provider {manifest['provider']})")
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -13,7 +13,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from harness import __version__, checks, evidence, record, reports
+from harness.evaluate import claimed_accuracy, evaluate
 from harness.discover import Job
 from harness.record import Check, Metrics, ModelSummary, Record, RunInfo, SubmissionInfo
 from harness.run import Prepared, RunOptions, prepare, run, submission_files
@@ -137,7 +140,14 @@ def grade_job(job: Job, assignments: dict[str, LoadedAssignment], sandbox: Sandb
                                 data_root=options.data_root))
         ev = evidence.read(prepared.job_dir / "evidence")
         _keep_evidence(prepared, result, record_path(options.out, job.student, job.assignment).with_suffix(".evidence"))
-        ctx = checks.Context(assignment=loaded, evidence=ev, result=result, quick=options.quick)
+        evaluation = None
+        if not options.quick and not result.timed_out:
+            evaluation = evaluate(loaded, ev, sandbox, options.data_root)
+            if evaluation.predictions is not None:
+                np.save(record_path(options.out, job.student, job.assignment).with_suffix(".evidence")
+                        / "predictions.npy", evaluation.predictions)
+        ctx = checks.Context(assignment=loaded, evidence=ev, result=result, quick=options.quick,
+                             evaluation=evaluation)
         checked, findings = checks.run_all(ctx)
     status = _status(ctx, options.quick)
     counted = [c for c in checked if c.status != "skip"]
@@ -145,7 +155,9 @@ def grade_job(job: Job, assignments: dict[str, LoadedAssignment], sandbox: Sandb
         harness_version=__version__, created_at=_now(), student=job.student, assignment=job.assignment,
         status=status, score=round(sum(c.points for c in counted), 2),
         max_score=round(sum(c.max_points for c in counted), 2), summary=_summary(status, checked, ctx),
-        checks=checked, findings=findings, model=_model(ev), metrics=Metrics(), history=ev.history(),
+        checks=checked, findings=findings, model=_model(ev),
+        metrics=evaluation.metrics if evaluation else Metrics(claimed_accuracy=claimed_accuracy(ev)),
+        history=ev.history(),
         run=RunInfo(sandbox=result.sandbox, runtime=loaded.spec.runtime, mode="quick" if options.quick else "full",
                     wall_seconds=result.wall_seconds, peak_memory_mb=result.peak_memory_mb,
                     exit_code=result.exit_code),

@@ -33,6 +33,7 @@ class DataSpec(Frozen):
     served_splits: list[str] = ["train", "validation"]
     holdout_split: str = "test"
     standin_images_per_class: int = Field(default=4, ge=1, le=64)
+    preprocessing: Literal["none", "x/255", "x/127.5-1"] | None = None
 
 
 class Points(Frozen):

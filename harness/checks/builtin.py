@@ -74,3 +74,31 @@ def architecture(ctx: Context) -> Outcome:
     more = f" (and {len(verdict.differences) - 8} more)" if len(verdict.differences) > 8 else ""
     return Outcome(Check(id="architecture", status="fail", points=points, max_points=max_points,
                          message=f"The model differs from the reference: {listed}{more}."))
+
+
+@register("holdout-accuracy")
+def holdout_accuracy(ctx: Context) -> Outcome:
+    spec = ctx.assignment.spec
+    max_points = spec.points.holdout_accuracy
+    if ctx.quick:
+        return _skip("holdout-accuracy", "quick check: nothing was trained, so there is no holdout score")
+    evaluation = ctx.evaluation
+    if evaluation is None or evaluation.error or evaluation.metrics.holdout_accuracy is None:
+        why = evaluation.error if evaluation is not None and evaluation.error else "the model was not evaluated"
+        return Outcome(Check(id="holdout-accuracy", status="fail", points=0, max_points=max_points,
+                             message=f"No holdout score: {why}."))
+    metrics = evaluation.metrics
+    accuracy, threshold, floor = metrics.holdout_accuracy, spec.accuracy.threshold, spec.accuracy.floor
+    if accuracy >= threshold:
+        points, status = max_points, "pass"
+    elif accuracy <= floor:
+        points, status = 0.0, "fail"
+    else:
+        points, status = round(max_points * (accuracy - floor) / (threshold - floor), 2), "fail"
+    message = (f"Accuracy on {metrics.holdout_size:,} held-out images you never saw: {accuracy:.4f} "
+               f"(full marks from {threshold:g}, none at or below {floor:g}).")
+    if metrics.claimed_accuracy is not None and abs(metrics.claimed_accuracy - accuracy) > 0.02:
+        message += (f" Your code reported {metrics.claimed_accuracy:.4f}; only the score measured by the "
+                    f"grader counts.")
+    return Outcome(Check(id="holdout-accuracy", status=status, points=points, max_points=max_points,
+                         message=message))

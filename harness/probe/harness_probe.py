@@ -246,21 +246,80 @@ def describe_data(value):
         kind = type(value).__name__
         shape = getattr(value, "shape", None)
         if shape is not None and hasattr(value, "dtype"):
-            return {"kind": "array", "type": kind, "shape": _shape_list(shape), "dtype": str(value.dtype)}
+            out = {"kind": "array", "type": kind, "shape": _shape_list(shape), "dtype": str(value.dtype)}
+            out.update(_value_range(value))
+            return out
         out = {"kind": "object", "type": kind}
-        for attr in ("directory", "target_size", "class_mode", "batch_size", "subset", "n", "num_classes"):
+        for attr in ("directory", "target_size", "class_mode", "batch_size", "subset", "n", "num_classes",
+                     "interpolation", "color_mode", "split", "seed"):
             if hasattr(value, attr):
                 plain = _plain(getattr(value, attr))
                 if plain is not None:
                     out[attr] = plain
         if hasattr(value, "class_indices"):
             out["class_indices"] = {str(k): int(v) for k, v in dict(value.class_indices).items()}
+        generator = getattr(value, "image_data_generator", None)
+        if generator is not None:
+            out["generator"] = _generator_config(generator)
         if hasattr(value, "element_spec"):
             out["element_spec"] = str(value.element_spec)[:500]
+            out.update(_dataset_sample(value))
         return out
     except BaseException as exc:
         _problem("describe-data", exc)
         return {"kind": "unknown"}
+
+
+GENERATOR_KEYS = ("rescale", "rotation_range", "width_shift_range", "height_shift_range", "shear_range",
+                  "zoom_range", "channel_shift_range", "horizontal_flip", "vertical_flip", "brightness_range",
+                  "featurewise_center", "featurewise_std_normalization", "samplewise_center",
+                  "samplewise_std_normalization", "zca_whitening", "validation_split", "fill_mode")
+
+
+def _generator_config(generator):
+    out = {}
+    for key in GENERATOR_KEYS:
+        if hasattr(generator, key):
+            value = getattr(generator, key)
+            plain = _plain(value)
+            if plain is None and hasattr(value, "__len__"):
+                try:
+                    plain = [float(v) for v in value]
+                except BaseException:
+                    plain = None
+            if plain is not None:
+                out[key] = plain
+    fn = getattr(generator, "preprocessing_function", None)
+    if fn is not None:
+        out["preprocessing_function"] = getattr(fn, "__name__", type(fn).__name__)
+    return out
+
+
+def _value_range(array):
+    """min / max of an array: tells how the submission scaled its pixels."""
+    try:
+        import numpy as np
+        values = np.asarray(array)
+        if values.size == 0 or values.dtype.kind not in "fiu":
+            return {}
+        return {"min": float(values.min()), "max": float(values.max())}
+    except BaseException:
+        return {}
+
+
+def _dataset_sample(dataset):
+    """Value range of the first element of a tf.data pipeline (a fresh iterator: no side effect
+    on the student's own iteration)."""
+    try:
+        element = next(iter(dataset.take(1)))
+        first = element[0] if isinstance(element, (tuple, list)) else element
+        out = _value_range(first)
+        shape = _shape_list(getattr(first, "shape", None))
+        if shape is not None:
+            out["sample_shape"] = shape
+        return out
+    except BaseException:
+        return {}
 
 
 def describe_callbacks(callbacks):

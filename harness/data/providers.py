@@ -1,0 +1,307 @@
+"""Data providers: put each dataset into the data root in one layout, split into what is served
+to students and what is held out.
+
+    <data root>/<name>/served/...            mounted read-only into the student's sandbox
+    <data root>/<name>/holdout/              mounted into the evaluation sandbox: images only
+        images.npy                           (keras datasets: N x H x W uint8)
+        <id>.png|jpg                         (folder datasets: opaque ids, no class in the path)
+    <data root>/<name>/holdout-labels.json   never mounted anywhere: {"classes": [...], "labels": [...]}
+    <data root>/<name>/manifest.json         provider, counts, when
+
+A provider is a small object with `name`, `describe()` and `prepare(target, source)`; the
+built-ins register themselves like any other.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import struct
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from harness.errors import InfrastructureError, UsageError
+from harness.spec import DataSpec
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+FASHION_FILES = ["train-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz",
+                 "t10k-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz"]
+
+
+def default_root() -> Path:
+    env = os.environ.get("HARNESS_DATA_ROOT")
+    if env:
+        return Path(env)
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(cache) / "cnn-harness" / "data"
+
+
+class Provider(Protocol):
+    name: str
+    source_hint: str
+
+    def prepare(self, target: Path, source: Path | None) -> dict: ...
+
+
+_REGISTRY: dict[str, Callable[[], Provider]] = {}
+
+
+def register(name: str, factory: Callable[[], Provider]) -> None:
+    _REGISTRY[name] = factory
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> Provider:
+    try:
+        return _REGISTRY[name]()
+    except KeyError:
+        raise UsageError(f"unknown dataset {name!r}; known: {', '.join(names())}") from None
+
+
+# ---------------------------------------------------------------- the prepared layout
+
+
+@dataclass(frozen=True)
+class Holdout:
+    folder: Path
+    kind: str  # "array" or "files"
+    ids: list[str]
+    labels: np.ndarray
+    classes: list[str]
+
+
+def dataset_dir(name: str, root: Path | None) -> Path:
+    return (root or default_root()) / name
+
+
+def is_prepared(name: str, root: Path | None) -> bool:
+    return (dataset_dir(name, root) / "manifest.json").is_file()
+
+
+def _not_prepared(name: str, root: Path | None) -> InfrastructureError:
+    provider = get(name)
+    return InfrastructureError(
+        f"dataset {name!r} is not prepared in {dataset_dir(name, root).parent}: the instructor must run "
+        f"`harness data prepare {name}`{' (' + provider.source_hint + ')' if provider.source_hint else ''}")
+
+
+def served_root(spec: DataSpec, root: Path | None) -> Path:
+    if not is_prepared(spec.name, root):
+        raise _not_prepared(spec.name, root)
+    return dataset_dir(spec.name, root) / "served"
+
+
+def holdout(spec: DataSpec, root: Path | None) -> Holdout:
+    if not is_prepared(spec.name, root):
+        raise _not_prepared(spec.name, root)
+    folder = dataset_dir(spec.name, root)
+    meta = json.loads((folder / "holdout-labels.json").read_text())
+    kind = "array" if (folder / "holdout" / "images.npy").exists() else "files"
+    return Holdout(folder=folder / "holdout", kind=kind, ids=meta["ids"], labels=np.asarray(meta["labels"]),
+                   classes=meta["classes"])
+
+
+def _finish(target: Path, name: str, provider: str, ids: list[str], labels: list[int], classes: list[str],
+            extra: dict) -> dict:
+    (target / "holdout-labels.json").write_text(json.dumps({"classes": classes, "ids": ids, "labels": labels}))
+    manifest = {"dataset": name, "provider": provider, "holdout_size": len(ids), "classes": classes,
+                "prepared_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra}
+    (target / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _fresh(target: Path) -> Path:
+    """Prepare into a sibling temporary folder; the caller renames it into place at the end."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    tmp.chmod(0o755)
+    return tmp
+
+
+def _swap(tmp: Path, target: Path) -> None:
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as fh:
+        data = fh.read()
+    zero, dtype, dims = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype != 0x08:
+        raise InfrastructureError(f"{path}: not an unsigned-byte IDX file")
+    shape = struct.unpack(">" + "I" * dims, data[4:4 + 4 * dims])
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+# ---------------------------------------------------------------- keras datasets
+
+
+class FashionMnist:
+    name = "fashion_mnist"
+    source_hint = "from Debian's dataset-fashion-mnist, which `make install` installs"
+
+    def prepare(self, target: Path, source: Path | None) -> dict:
+        source = source or DEBIAN_FASHION
+        missing = [f for f in FASHION_FILES if not (source / f).is_file()]
+        if missing:
+            raise InfrastructureError(f"{source}: missing {', '.join(missing)}; install the Debian package "
+                                      f"dataset-fashion-mnist (make install) or pass a folder with the four files")
+        tmp = _fresh(target)
+        served = tmp / "served" / "fashion-mnist"
+        served.mkdir(parents=True)
+        for name in FASHION_FILES:
+            shutil.copyfile(source / name, served / name)
+        images = _read_idx(source / "t10k-images-idx3-ubyte.gz")
+        labels = _read_idx(source / "t10k-labels-idx1-ubyte.gz")
+        (tmp / "holdout").mkdir()
+        np.save(tmp / "holdout" / "images.npy", images)
+        classes = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot"]
+        manifest = _finish(tmp, self.name, "debian", [f"test-{i:05d}" for i in range(len(labels))],
+                           labels.astype(int).tolist(), classes, {"source": str(source)})
+        _swap(tmp, target)
+        return manifest
+
+
+class Mnist:
+    name = "mnist"
+    source_hint = "from a mnist.npz: `harness data import mnist PATH`, or a Keras cache that holds it"
+
+    def prepare(self, target: Path, source: Path | None) -> dict:
+        candidates = [source] if source else [Path(os.path.expanduser("~/.keras/datasets/mnist.npz"))]
+        path = next((c for c in candidates if c and c.is_file()), None)
+        if path is None:
+            try:  # on a machine with internet access, Keras's own loader fetches it
+                from keras.utils import get_file
+                path = Path(get_file("mnist.npz", origin="https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz",
+                                     file_hash="731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"))
+            except Exception as exc:
+                raise InfrastructureError(f"mnist.npz not found ({exc}); on a machine with internet run "
+                                          f"`harness data prepare mnist`, or copy mnist.npz here and run "
+                                          f"`harness data import mnist PATH`") from None
+        with np.load(path, allow_pickle=False) as f:
+            x_test, y_test = f["x_test"], f["y_test"]
+        tmp = _fresh(target)
+        (tmp / "served").mkdir()
+        shutil.copyfile(path, tmp / "served" / "mnist.npz")
+        (tmp / "holdout").mkdir()
+        np.save(tmp / "holdout" / "images.npy", x_test)
+        manifest = _finish(tmp, self.name, "npz", [f"test-{i:05d}" for i in range(len(y_test))],
+                           y_test.astype(int).tolist(), [str(i) for i in range(10)], {"source": str(path)})
+        _swap(tmp, target)
+        return manifest
+
+
+# ---------------------------------------------------------------- class-folder datasets
+
+
+def _class_folders(split_dir: Path) -> list[str]:
+    return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def import_folders(name: str, source: Path, target: Path, spec: DataSpec, provider: str) -> dict:
+    """`source/<split>/<class>/*` → served splits + an anonymous holdout."""
+    problems = []
+    for split in [*spec.served_splits, spec.holdout_split]:
+        folder = source / split
+        if not folder.is_dir():
+            problems.append(f"no folder {folder}")
+        elif _class_folders(folder) != sorted(spec.classes):
+            problems.append(f"{folder} has class folders {_class_folders(folder)}, expected {sorted(spec.classes)}")
+    if problems:
+        raise UsageError(f"{source}: not a {name} dataset: " + "; ".join(problems) +
+                         f". Expected {source}/<split>/<class>/<image> with splits "
+                         f"{[*spec.served_splits, spec.holdout_split]} and classes {sorted(spec.classes)}")
+    tmp = _fresh(target)
+    counts = {}
+    for split in spec.served_splits:
+        shutil.copytree(source / split, tmp / "served" / split,
+                        ignore=lambda d, names: [n for n in names if n.startswith(".")])
+        counts[split] = sum(1 for p in (tmp / "served" / split).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    classes = sorted(spec.classes)
+    files = sorted((c, p) for c in classes for p in (source / spec.holdout_split / c).iterdir()
+                   if p.suffix.lower() in IMAGE_SUFFIXES)
+    order = np.random.default_rng(0).permutation(len(files))  # ids say nothing about the class
+    (tmp / "holdout").mkdir()
+    ids, labels = [], []
+    for n, k in enumerate(order):
+        cls, path = files[k]
+        ident = f"h{n:06d}{path.suffix.lower()}"
+        shutil.copyfile(path, tmp / "holdout" / ident)
+        ids.append(ident)
+        labels.append(classes.index(cls))
+    counts[spec.holdout_split] = len(ids)
+    manifest = _finish(tmp, name, provider, ids, labels, classes, {"source": str(source), "counts": counts})
+    _swap(tmp, target)
+    return manifest
+
+
+class Folders:
+    """A class-folder dataset the instructor brings (`harness data import NAME PATH`)."""
+
+    def __init__(self, name: str, spec_lookup: Callable[[str], DataSpec], hint: str):
+        self.name = name
+        self._spec = spec_lookup
+        self.source_hint = hint
+
+    def prepare(self, target: Path, source: Path | None) -> dict:
+        if source is None:
+            raise UsageError(f"dataset {self.name!r} has no automatic source here: {self.source_hint}")
+        return import_folders(self.name, source, target, self._spec(self.name), "folders")
+
+
+class GeneratedOx:
+    name = "ox"
+    source_hint = "generated: `harness data prepare ox`"
+
+    def __init__(self, spec_lookup: Callable[[str], DataSpec]):
+        self._spec = spec_lookup
+
+    def prepare(self, target: Path, source: Path | None) -> dict:
+        spec = self._spec(self.name)
+        if source is not None:
+            return import_folders(self.name, source, target, spec, "folders")
+        from harness.data import ox
+        with tempfile.TemporaryDirectory() as tmp:
+            ox.generate(Path(tmp), seed=0, image_size=spec.image_shape[0])
+            return import_folders(self.name, Path(tmp), target, spec, "generated")
+
+
+def _spec_for(name: str) -> DataSpec:
+    """The data section of the shipped assignment that uses dataset `name`."""
+    from harness.cli import default_assignments
+    from harness.spec import load_all
+    for loaded in load_all(default_assignments()).values():
+        if loaded.spec.data.name == name:
+            return loaded.spec.data
+    raise UsageError(f"no assignment uses dataset {name!r}")
+
+
+register("fashion_mnist", FashionMnist)
+register("mnist", Mnist)
+register("ox", lambda: GeneratedOx(_spec_for))
+for _name, _hint in {
+    "cats_vs_dogs": "export tfds 'cats_vs_dogs' to class folders on a machine with internet, then "
+                    "`harness data import cats_vs_dogs PATH` (see README)",
+    "dogs-vs-cats-small": "the Kaggle dogs-vs-cats subset as train/validation/test class folders: "
+                          "`harness data import dogs-vs-cats-small PATH` (see README)",
+    "car-or-truck": "Kaggle Learn's car-or-truck images as train/valid/test class folders: "
+                    "`harness data import car-or-truck PATH` (see README)",
+}.items():
+    register(_name, lambda n=_name, h=_hint: Folders(n, _spec_for, h))
+
+
+def prepare(name: str, root: Path | None, source: Path | None = None) -> dict:
+    return get(name).prepare(dataset_dir(name, root), source)

@@ -1,0 +1,227 @@
+"""Trusted evaluation: score the saved model on the holdout, in a second sandbox.
+
+The evaluation sandbox holds the model file, the holdout images (no labels), and the evaluator
+script; no student code. It returns predictions; they are validated here and compared with
+labels that never leave this process. What the student printed or `evaluate` returned is kept
+only as `claimed_*` and never scored. This module never imports student code or the probe.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.data import providers
+from harness.evidence import Evidence
+from harness.record import Metrics
+from harness.sandbox import Limits, Mount, Sandbox, SandboxRequest
+from harness.spec import LoadedAssignment
+
+EVALUATOR = Path(__file__).resolve().parent / "evaluator" / "predict.py"
+MAX_MISCLASSIFIED = 100
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    scale: str  # none | x/255 | x/127.5-1
+    interpolation: str
+    source: str
+
+    def describe(self) -> str:
+        return f"{self.scale} ({self.source})"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    metrics: Metrics
+    error: str | None
+    seconds: float
+    timings: dict[str, Any]
+    predictions: np.ndarray | None = None
+
+
+def _scale_from_range(low: float | None, high: float | None) -> str | None:
+    if low is None or high is None:
+        return None
+    if high <= 1.0 + 1e-6:
+        return "x/127.5-1" if low < -1e-6 else "x/255"
+    return "none"
+
+
+def _first_array(desc: dict | None) -> dict | None:
+    if not isinstance(desc, dict):
+        return None
+    if desc.get("kind") == "tuple":
+        items = desc.get("items") or []
+        return items[0] if items and isinstance(items[0], dict) else None
+    return desc
+
+
+def infer_preprocessing(loaded: LoadedAssignment, ev: Evidence) -> Preprocessing:
+    """The preprocessing the submission used for its validation data (else its training data)."""
+    pinned = loaded.spec.data.preprocessing
+    default_interp = "bilinear"
+    if pinned:
+        return Preprocessing(pinned, default_interp, "pinned by the assignment")
+    for fit in reversed(ev.fits):
+        for role in ("validation_data", "x"):
+            desc = _first_array(fit.start.get(role))
+            if not desc:
+                continue
+            what = "validation data" if role == "validation_data" else "training data"
+            generator = desc.get("generator")
+            if isinstance(generator, dict):
+                rescale = generator.get("rescale")
+                interp = desc.get("interpolation") or "nearest"
+                if isinstance(rescale, (int, float)) and abs(rescale * 255 - 1) < 1e-3:
+                    return Preprocessing("x/255", interp, f"ImageDataGenerator(rescale=1/255) on the {what}")
+                if not rescale:
+                    return Preprocessing("none", interp, f"ImageDataGenerator without rescale on the {what}")
+                return Preprocessing("x/255", interp, f"ImageDataGenerator(rescale={rescale}) on the {what}: "
+                                                      f"not a standard scale, x/255 used")
+            scale = _scale_from_range(desc.get("min"), desc.get("max"))
+            if scale:
+                return Preprocessing(scale, default_interp,
+                                     f"the {what} passed to fit had values in [{desc['min']:g}, {desc['max']:g}]")
+    return Preprocessing("x/255", default_interp, "no evidence of the submission's scaling: x/255 assumed")
+
+
+def _class_map(ev: Evidence, classes: list[str]) -> list[int] | None:
+    """Model output index → holdout class index, from the class_indices the submission trained with."""
+    for fit in reversed(ev.fits):
+        desc = _first_array(fit.start.get("x"))
+        indices = desc.get("class_indices") if isinstance(desc, dict) else None
+        if isinstance(indices, dict) and sorted(indices) == sorted(classes):
+            mapping = [0] * len(classes)
+            for name, out_index in indices.items():
+                if not isinstance(out_index, int) or not 0 <= out_index < len(classes):
+                    return None
+                mapping[out_index] = classes.index(name)
+            return mapping
+    return None
+
+
+def validate_predictions(raw: Any, n: int, n_classes: int) -> tuple[np.ndarray | None, str | None]:
+    """(predicted class indices, None) or (None, what is wrong)."""
+    if not isinstance(raw, np.ndarray):
+        return None, "the evaluator returned no array"
+    if raw.dtype.kind not in "fiu":
+        return None, f"predictions have dtype {raw.dtype}, not numbers"
+    if raw.ndim == 2 and raw.shape[1] == 1:
+        raw = raw[:, 0]
+    if raw.ndim not in (1, 2) or raw.shape[0] != n:
+        return None, f"predictions have shape {raw.shape}; expected ({n}, classes)"
+    if not np.all(np.isfinite(raw)):
+        return None, "the model predicted NaN or infinite values"
+    if raw.ndim == 1:
+        if n_classes != 2:
+            return None, f"the model has one output unit for {n_classes} classes"
+        return (raw > 0.5).astype(int), None
+    return np.argmax(raw, axis=1).astype(int), None
+
+
+def score(predicted: np.ndarray, labels: np.ndarray, ids: list[str], classes: list[str],
+          preprocessing: str) -> Metrics:
+    n = len(classes)
+    confusion = np.zeros((n, n), dtype=int)
+    for t, p in zip(labels, predicted):
+        if 0 <= p < n:
+            confusion[t, p] += 1
+    correct = predicted == labels
+    per_class = {classes[c]: round(float(correct[labels == c].mean()), 4) for c in range(n) if (labels == c).any()}
+    wrong = [ids[i] for i in np.flatnonzero(~correct)[:MAX_MISCLASSIFIED]]
+    return Metrics(holdout_accuracy=round(float(correct.mean()), 4), holdout_size=int(len(labels)),
+                   per_class_accuracy=per_class, confusion_matrix=confusion.tolist(), misclassified=wrong,
+                   preprocessing=preprocessing)
+
+
+def claimed_accuracy(ev: Evidence) -> float | None:
+    """What the submission's own `evaluate` said: kept as a claim, never scored."""
+    for event in reversed([e for e in ev.events if e.get("kind") == "evaluate"]):
+        claimed = event.get("claimed")
+        if isinstance(claimed, list) and len(claimed) >= 2 and isinstance(claimed[1], (int, float)):
+            return float(claimed[1])
+        if isinstance(claimed, (int, float)):
+            return None
+    return None
+
+
+def evaluate(loaded: LoadedAssignment, ev: Evidence, sandbox: Sandbox, data_root: Path | None,
+             timeout: float = 900) -> Evaluation:
+    spec = loaded.spec
+    if ev.model_file is None:
+        return Evaluation(Metrics(claimed_accuracy=claimed_accuracy(ev)),
+                          "no trained model was saved, so nothing could be evaluated", 0.0, {})
+    holdout = providers.holdout(spec.data, data_root)
+    prep = infer_preprocessing(loaded, ev)
+    with tempfile.TemporaryDirectory(prefix="harness-eval-") as tmp:
+        job_dir = Path(tmp)
+        stage = job_dir / "stage"
+        stage.mkdir()
+        (job_dir / "evidence").mkdir()
+        shutil.copyfile(ev.model_file, stage / "model.keras")
+        shutil.copyfile(EVALUATOR, stage / "predict.py")
+        (stage / "ids.json").write_text(json.dumps(holdout.ids))
+        layout = sandbox.layout(job_dir)
+        ws = layout.workspace
+        python_bin = str(Path(sys.executable).parent)
+        request = SandboxRequest(
+            argv=[layout.python, f"{ws}/predict.py", "--model", f"{ws}/model.keras", "--images", f"{ws}/holdout",
+                  "--ids", f"{ws}/ids.json", "--out", layout.evidence, "--scale", prep.scale,
+                  "--interpolation", prep.interpolation, "--runtime", spec.runtime],
+            job_dir=job_dir, stage=stage, mounts=[Mount(holdout.folder, f"{ws}/holdout")],
+            env={"PATH": f"{python_bin}:/usr/bin:/bin", "HOME": layout.home, "LANG": "C.UTF-8",
+                 "HARNESS_WORKSPACE": ws, "PYTHONDONTWRITEBYTECODE": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
+                 "KERAS_HOME": f"{layout.home}/.keras"},
+            timeout=timeout, limits=Limits(memory_mb=spec.memory_mb), log=job_dir / "output.log")
+        result = sandbox.run(request)
+        status_file = job_dir / "evidence" / "status.json"
+        status = json.loads(status_file.read_text()) if status_file.is_file() else {}
+        raw = None
+        pred_file = job_dir / "evidence" / "predictions.npy"
+        if status.get("ok") and pred_file.is_file():
+            try:
+                raw = np.load(pred_file, allow_pickle=False)
+            except (ValueError, OSError) as exc:
+                status = {"ok": False, "stage": "read", "message": f"predictions unreadable: {exc}"}
+    timings = {k: status[k] for k in ("load_seconds", "prepare_seconds", "predict_seconds", "n") if k in status}
+    claimed = claimed_accuracy(ev)
+    if result.timed_out:
+        return Evaluation(Metrics(claimed_accuracy=claimed), f"the evaluation of the model took longer than "
+                          f"{timeout:g} s", result.wall_seconds, timings)
+    if not status.get("ok"):
+        return Evaluation(Metrics(claimed_accuracy=claimed, preprocessing=prep.describe()),
+                          _explain_failure(status, result.output_tail), result.wall_seconds, timings)
+    predicted, problem = validate_predictions(raw, len(holdout.ids), len(holdout.classes))
+    if problem:
+        return Evaluation(Metrics(claimed_accuracy=claimed, preprocessing=prep.describe()),
+                          f"the model's predictions were unusable: {problem}", result.wall_seconds, timings)
+    mapping = _class_map(ev, holdout.classes)
+    if mapping is not None:
+        predicted = np.asarray(mapping)[np.clip(predicted, 0, len(mapping) - 1)]
+    metrics = score(predicted, holdout.labels, holdout.ids, holdout.classes, prep.describe())
+    return Evaluation(metrics.model_copy(update={"claimed_accuracy": claimed}), None, result.wall_seconds,
+                      timings, predictions=raw)
+
+
+def _explain_failure(status: dict, output: str) -> str:
+    message = str(status.get("message") or "").strip()
+    stage = status.get("stage")
+    if stage == "load" and "Lambda" in message:
+        return ("the trusted evaluation refused to load the model: it contains a Lambda layer, which is "
+                "arbitrary Python code and is not run outside your sandbox. Use built-in layers (for example "
+                "Rescaling instead of Lambda(lambda x: x / 255)).")
+    if stage == "load":
+        return (f"the trusted evaluation could not load the saved model ({status.get('error')}: {message[:300]}). "
+                f"Custom layers defined in your code cannot be loaded without it: use built-in layers.")
+    if stage:
+        return f"the trusted evaluation failed while {stage}ing ({status.get('error')}: {message[:300]})"
+    tail = output.strip().splitlines()[-1:] or ["no output"]
+    return f"the trusted evaluation crashed before reporting ({tail[0][:300]})"
