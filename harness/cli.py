@@ -96,6 +96,10 @@ def _grade(argv: list[str]) -> int:
     if missing:
         raise InfrastructureError(f"assignments not calibrated: {', '.join(sorted(missing))}; the instructor "
                                   f"must run `harness calibrate <id>` first")
+    if not args.quick:
+        from harness.data import providers
+        for aid in sorted({j.assignment for j in jobs if j.assignment in assignments}):
+            providers.served_root(assignments[aid].spec.data, args.data_root)
     options = GradeOptions(quick=args.quick, out=args.out, cache=default_cache(), timeout=args.timeout,
                            data_root=args.data_root, jobs=args.jobs)
 
@@ -121,6 +125,8 @@ def _harness(argv: list[str]) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     cal = sub.add_parser("calibrate", help="derive the expected model from the reference solution")
     cal.add_argument("assignment", nargs="+")
+    cal.add_argument("--runs", type=int, default=0, help="also train the reference N times and propose thresholds")
+    cal.add_argument("--data-root", type=Path, default=None)
     _common(cal)
     schema = sub.add_parser("schema", help="write (or --check) the record JSON Schema")
     schema.add_argument("--check", action="store_true")
@@ -156,6 +162,14 @@ def _harness(argv: list[str]) -> int:
             expected = calibrate.derive_expected(assignments[aid], chosen, default_cache(), args.timeout)
             print(f"{aid}: {len(expected.layers)} layers, {expected.total_params:,} params "
                   f"({expected.trainable_params:,} trainable) -> {assignments[aid].folder / 'expected-model.json'}")
+            if args.runs > 0:
+                loaded = spec.load_assignment(assignments[aid].folder)
+                result = calibrate.calibrate_runs(loaded, chosen, default_cache(), args.data_root, args.runs, args.timeout)
+                print(f"{aid}: holdout accuracy over {args.runs} runs: mean {result.mean:.4f}, std {result.std:.4f}, "
+                      f"min {result.min:.4f}, max {result.max:.4f} on {result.holdout_size:,} images\n"
+                      f"  proposed [accuracy] threshold = {result.proposed_threshold}, floor = {result.proposed_floor}; "
+                      f"scores above {result.review_above} are flagged for review "
+                      f"-> {loaded.folder / calibrate.CALIBRATION_FILE}")
         return EXIT_OK
     raise UsageError(f"unknown command {args.command}")
 

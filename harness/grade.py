@@ -34,6 +34,7 @@ class GradeOptions:
     timeout: float | None = None
     data_root: Path | None = None
     jobs: int = 1
+    seed: int | None = None
 
 
 def record_path(out: Path, student: str, assignment: str) -> Path:
@@ -137,7 +138,7 @@ def grade_job(job: Job, assignments: dict[str, LoadedAssignment], sandbox: Sandb
         prepared = prepare(job, Path(tmp))
         result = run(job, loaded, sandbox, prepared,
                      RunOptions(quick=options.quick, timeout=options.timeout, cache=options.cache,
-                                data_root=options.data_root))
+                                data_root=options.data_root, seed=options.seed))
         ev = evidence.read(prepared.job_dir / "evidence")
         _keep_evidence(prepared, result, record_path(options.out, job.student, job.assignment).with_suffix(".evidence"))
         evaluation = None
@@ -160,7 +161,7 @@ def grade_job(job: Job, assignments: dict[str, LoadedAssignment], sandbox: Sandb
         history=ev.history(),
         run=RunInfo(sandbox=result.sandbox, runtime=loaded.spec.runtime, mode="quick" if options.quick else "full",
                     wall_seconds=result.wall_seconds, peak_memory_mb=result.peak_memory_mb,
-                    exit_code=result.exit_code),
+                    exit_code=result.exit_code, evaluation_seconds=evaluation.seconds if evaluation else None),
         submission=SubmissionInfo(entry=job.entry.name, files=prepared.files),
         evidence_problems=ev.problems)
 

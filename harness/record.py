@@ -72,6 +72,7 @@ class RunInfo(Frozen):
     wall_seconds: float
     peak_memory_mb: float | None
     exit_code: int | None
+    evaluation_seconds: float | None = None
 
 
 class SubmissionInfo(Frozen):

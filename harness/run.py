@@ -27,6 +27,7 @@ class RunOptions:
     timeout: float | None
     cache: Path
     data_root: Path | None = None
+    seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,9 @@ def run(job: Job, assignment: LoadedAssignment, sandbox: Sandbox, prepared: Prep
     }
     if spec.runtime == "legacy":
         env["TF_USE_LEGACY_KERAS"] = "1"
+    if options.seed is not None:
+        env["HARNESS_SEED"] = str(options.seed)
+        env["PYTHONHASHSEED"] = str(options.seed)
     if job.entry is None:
         raise InfrastructureError(f"job {job.student}/{job.assignment} has no entry file")
     entry = f"{layout.workspace}/{job.entry.relative_to(job.folder).as_posix()}"

@@ -99,10 +99,33 @@ class ExpectedModel(Frozen):
     layers: list[ExpectedLayer]
 
 
+class CalibrationRun(Frozen):
+    seed: int
+    holdout_accuracy: float | None
+    wall_seconds: float
+
+
+class Calibration(Frozen):
+    """Written by `harness calibrate <id> --runs N`: how the reference scores run to run."""
+
+    schema_version: Literal[1]
+    assignment: str
+    holdout_size: int
+    runs: list[CalibrationRun]
+    mean: float
+    std: float
+    min: float
+    max: float
+    proposed_threshold: float
+    proposed_floor: float
+    review_above: float
+
+
 class LoadedAssignment(Frozen):
     spec: Assignment
     folder: Path
     expected: ExpectedModel | None
+    calibration: Calibration | None = None
 
     @property
     def id(self) -> str:
@@ -139,7 +162,15 @@ def load_assignment(folder: Path) -> LoadedAssignment:
             expected = ExpectedModel.model_validate(json.loads(expected_path.read_text()))
         except (ValidationError, json.JSONDecodeError) as exc:
             raise SpecError(f"{expected_path}: invalid ({exc}); regenerate it with `harness calibrate {spec.id}`") from None
-    return LoadedAssignment(spec=spec, folder=folder, expected=expected)
+    calibration = None
+    calibration_path = folder / "calibration.json"
+    if calibration_path.exists():
+        try:
+            calibration = Calibration.model_validate(json.loads(calibration_path.read_text()))
+        except (ValidationError, json.JSONDecodeError) as exc:
+            raise SpecError(f"{calibration_path}: invalid ({exc}); regenerate it with "
+                            f"`harness calibrate {spec.id} --runs N`") from None
+    return LoadedAssignment(spec=spec, folder=folder, expected=expected, calibration=calibration)
 
 
 def load_all(root: Path) -> dict[str, LoadedAssignment]:

@@ -52,3 +52,15 @@ def student(tmp_path):
                 (folder / filename).write_text(content)
         return folder
     return _make
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory, assignments):
+    """A data root with real Fashion-MNIST (Debian's files) and a small generated `ox` folder set."""
+    from harness.data import providers, standin
+    root = tmp_path_factory.mktemp("data-root")
+    providers.prepare("fashion_mnist", root)
+    spec = assignments["ox"].spec.data.model_copy(update={"standin_images_per_class": 6})
+    folders = standin.make(spec, tmp_path_factory.mktemp("ox-source"))
+    providers.import_folders("ox", folders, providers.dataset_dir("ox", root), spec, "generated-for-tests")
+    return root

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from harness.checks import Context, Outcome, register
 from harness.checks import architecture as arch
-from harness.record import Check
+from harness.record import Check, Finding
 
 
 def _skip(check_id: str, message: str) -> Outcome:
@@ -23,15 +25,42 @@ def ending(ctx: Context) -> tuple[str | None, str | None]:
         if d.get("kind") == "cell_error":
             where = f"cell {d.get('index', 0) + 1}"
             located = ev.where(errors[-1].get("where")) if errors else None
-            return f"{d.get('ename')}: {d.get('evalue')}", located or where
+            text = f"{d.get('ename')}: {d.get('evalue')}"
+            return text + hint(ctx, text), located or where
         if d.get("kind") == "kernel_died":
             return f"the Python kernel died in cell {d.get('index', 0) + 1} (often: out of memory)", None
     if errors:
         e = errors[-1]
-        return f"{e.get('type')}: {e.get('message')}", ev.where(e.get("where"))
+        text = f"{e.get('type')}: {e.get('message')}"
+        return text + hint(ctx, text), ev.where(e.get("where"))
     if result.exit_code not in (0, 5) and not ev.quick_stopped:
         return f"it exited with code {result.exit_code}", None
     return None, None
+
+
+FOREIGN_PATH = re.compile(r"""['"]?((?:[A-Za-z]:[\\/]|/Users/|/home/|/content/|/kaggle/|/mnt/|~/)[^'"\n]*)""")
+MISSING_MODULE = re.compile(r"No module named '([\w.]+)'")
+
+
+def hint(ctx: Context, message: str) -> str:
+    """What to do about an error that comes from the grading environment, not the model."""
+    data = ctx.assignment.spec.data
+    path = FOREIGN_PATH.search(message)
+    if path and ("No such file" in message or "not found" in message.lower() or "NotFound" in message
+                 or "does not exist" in message.lower()):
+        if data.source == "folders":
+            where = ", ".join(f"data/{data.name}/{s}" for s in data.served_splits)
+            served = f"the grader serves the data read-only at {where} (also under $HARNESS_DATA)"
+        else:
+            served = f"the grader serves keras.datasets.{data.name}.load_data() offline"
+        return f" The path {path.group(1).strip()!r} exists only on your machine: {served}."
+    module = MISSING_MODULE.search(message)
+    if module:
+        name = module.group(1).split(".")[0]
+        return (f" The grading runtime has no module {name!r}: it has TensorFlow 2.21 with Keras 3 (or tf-keras), "
+                f"numpy, pandas, matplotlib and Pillow. If {name} is your own helper file, hand in {name}.py "
+                f"next to the notebook.")
+    return ""
 
 
 @register("completes")
@@ -100,5 +129,13 @@ def holdout_accuracy(ctx: Context) -> Outcome:
     if metrics.claimed_accuracy is not None and abs(metrics.claimed_accuracy - accuracy) > 0.02:
         message += (f" Your code reported {metrics.claimed_accuracy:.4f}; only the score measured by the "
                     f"grader counts.")
+    findings = []
+    calibration = ctx.assignment.calibration
+    if calibration is not None and accuracy > calibration.review_above:
+        findings.append(Finding(
+            rule="accuracy-review", severity="warning",
+            message=(f"The held-out accuracy {accuracy:.4f} is far above what the reference solution reaches "
+                     f"({calibration.mean:.4f} on average, at most {calibration.max:.4f} over "
+                     f"{len(calibration.runs)} runs). An instructor will look at this submission.")))
     return Outcome(Check(id="holdout-accuracy", status=status, points=points, max_points=max_points,
-                         message=message))
+                         message=message), findings)

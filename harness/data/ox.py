@@ -13,7 +13,7 @@ kinds of pictures, so the `ox` reference CNN has a real (but learnable) problem:
   - ``marker``: thick, slightly translucent strokes with round ends;
 * placed with a random size, position, rotation and a slight perspective (one homography);
 * on paper: a background colour, low-frequency texture and grain, sometimes ruled or squared
-  lines, a lighting gradient and a soft shadow like a phone photo, a colour cast;
+  lines, writing showing through from the back or a stray speck, a lighting gradient and a soft shadow like a phone photo, a colour cast;
 * then downsampled, blurred, with gaussian noise and sometimes JPEG softening.
 
 Position, scale and rotation vary enough that a linear model on raw pixels (logistic
@@ -275,6 +275,36 @@ def _paper(rng: np.random.Generator, n: int) -> np.ndarray:
     return paper
 
 
+def _marks(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Ink that is not the glyph, the same for both classes: (n, n) opacity in 0..1.
+
+    Writing showing through from the back of the sheet (faint, blurred curves) and stray
+    specks or dashes, as on real paper."""
+    marks = np.zeros((n, n), dtype=np.float32)
+    if rng.random() < 0.3:  # show-through
+        image = Image.new("L", (n, n), 0)
+        draw = ImageDraw.Draw(image)
+        for _ in range(int(rng.integers(1, 4))):
+            p0, p1, p2 = rng.uniform(0, n, (3, 2))
+            t = np.linspace(0, 1, 40)[:, None]
+            curve = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t ** 2 * p2
+            draw.line([tuple(p) for p in curve], fill=255, width=max(1, round(n * rng.uniform(0.015, 0.04))))
+        image = image.filter(ImageFilter.GaussianBlur(n / 64))
+        marks += np.asarray(image, dtype=np.float32) / 255 * rng.uniform(0.05, 0.15)
+    if rng.random() < 0.25:  # a speck or a short dash
+        image = Image.new("L", (n, n), 0)
+        draw = ImageDraw.Draw(image)
+        x, y = rng.uniform(0.05 * n, 0.95 * n, 2)
+        if rng.random() < 0.5:
+            r = n * rng.uniform(0.008, 0.025)
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=255)
+        else:
+            dx, dy = rng.normal(0, n * 0.05, 2)
+            draw.line((x, y, x + dx, y + dy), fill=255, width=max(1, round(n * rng.uniform(0.01, 0.025))))
+        marks += np.asarray(image, dtype=np.float32) / 255 * rng.uniform(0.4, 0.9)
+    return np.clip(marks, 0, 1)
+
+
 def _lighting(rng: np.random.Generator, n: int) -> np.ndarray:
     """Multiplicative light: a gradient across the sheet, sometimes a soft shadow; (n, n)."""
     yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) / n - 0.5
@@ -323,6 +353,7 @@ def draw_image(rng: np.random.Generator, cls: str, image_size: int = 64) -> Imag
     alpha = _place(mask, rng) * opacity
     ink = INKS[int(rng.integers(len(INKS)))] + rng.normal(0, 10, 3)
     paper = _paper(rng, n)
+    alpha = np.maximum(alpha, _marks(rng, n))
     rgb = paper * (1 - alpha[..., None]) + ink * alpha[..., None]
     rgb *= _lighting(rng, n)[..., None]
     rgb *= rng.uniform(0.94, 1.05, 3)  # white balance

@@ -21,6 +21,7 @@ import traceback
 EVIDENCE_DIR = os.environ.get("HARNESS_EVIDENCE", "")
 EVENTS_PATH = os.path.join(EVIDENCE_DIR, "events.jsonl") if EVIDENCE_DIR else ""
 QUICK = os.environ.get("HARNESS_QUICK") == "1"
+SEED = os.environ.get("HARNESS_SEED")
 WORKSPACE = os.path.realpath(os.environ.get("HARNESS_WORKSPACE", os.getcwd()))
 PROBE_DIR = os.path.dirname(os.path.realpath(__file__))
 
@@ -512,7 +513,8 @@ def _patch_keras3_model(module):
     _patch(model, "compile", _wrap_compile)
     _patch(model, "evaluate", _wrap_evaluate)
     _patch(model, "save", _wrap_save)
-    _emit("runtime", keras="keras3", version=_version("keras"))
+    _emit("runtime", keras="keras3", version=_version("keras.src.version"))
+    _seed("keras.src.utils.rng_utils")
 
 
 def _patch_keras3_history(module):
@@ -527,10 +529,22 @@ def _patch_tf_keras_model(module):
     _patch(model, "evaluate", _wrap_evaluate)
     _patch(model, "save", _wrap_save)
     _emit("runtime", keras="tf_keras", version=_version("tf_keras"))
+    _seed("tf_keras.src.utils.tf_utils")
 
 
 def _patch_tf_keras_history(module):
     _patch(module.History, "on_epoch_end", _wrap_epoch_end)
+
+
+def _seed(module_name):
+    """Calibration runs only (HARNESS_SEED set by the harness): seed Python, NumPy and TensorFlow."""
+    if not SEED:
+        return
+    try:
+        __import__(module_name, fromlist=["set_random_seed"]).set_random_seed(int(SEED))
+        _emit("seeded", seed=int(SEED))
+    except BaseException as exc:
+        _problem("seed", exc)
 
 
 def _version(name):
