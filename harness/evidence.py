@@ -44,6 +44,14 @@ class Evidence:
     model_file: Path | None
     problems: list[str] = field(default_factory=list)
     cell_index: dict[int, int] = field(default_factory=dict)
+    folder: Path | None = None
+
+    def file(self, name: object) -> Path | None:
+        """An evidence file the probe named (signatures, file hashes), if it is a plain file here."""
+        if not isinstance(name, str) or "/" in name or name.startswith(".") or self.folder is None:
+            return None
+        path = self.folder / name
+        return path if path.is_file() and not path.is_symlink() else None
 
     def where(self, loc: dict[str, Any] | None) -> str | None:
         """'cell 7, line 3' or 'train.py:12' from a probe location."""
@@ -166,4 +174,5 @@ def read(evidence_dir: Path) -> Evidence:
         model_file=model_file if saved and model_file.is_file() and not model_file.is_symlink() else None,
         problems=problems,
         cell_index=cell_index,
+        folder=evidence_dir,
     )

@@ -23,7 +23,7 @@ from harness.run import Prepared, RunOptions, prepare, run, submission_files
 from harness.sandbox import Sandbox, SandboxResult
 from harness.spec import LoadedAssignment
 
-KEPT_EVIDENCE = ("events.jsonl", "driver.jsonl")
+KEPT_EVIDENCE = ("events.jsonl", "driver.jsonl", "sig-*.npy", "files-*.json")
 
 
 @dataclass(frozen=True)
@@ -120,10 +120,10 @@ def _model(ev: evidence.Evidence) -> ModelSummary | None:
 
 def _keep_evidence(prepared: Prepared, result: SandboxResult, target: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
-    for name in KEPT_EVIDENCE:
-        source = prepared.job_dir / "evidence" / name
-        if source.is_file() and not source.is_symlink():
-            shutil.copyfile(source, target / name)
+    for pattern in KEPT_EVIDENCE:
+        for source in (prepared.job_dir / "evidence").glob(pattern):
+            if source.is_file() and not source.is_symlink():
+                shutil.copyfile(source, target / source.name)
     (target / "output-tail.log").write_text(result.output_tail)
 
 
@@ -148,7 +148,8 @@ def grade_job(job: Job, assignments: dict[str, LoadedAssignment], sandbox: Sandb
                 np.save(record_path(options.out, job.student, job.assignment).with_suffix(".evidence")
                         / "predictions.npy", evaluation.predictions)
         ctx = checks.Context(assignment=loaded, evidence=ev, result=result, quick=options.quick,
-                             evaluation=evaluation)
+                             evaluation=evaluation, entry=prepared.stage / job.entry.relative_to(job.folder),
+                             holdout_signatures=_holdout_signatures(loaded, options))
         checked, findings = checks.run_all(ctx)
     status = _status(ctx, options.quick)
     counted = [c for c in checked if c.status != "skip"]
@@ -164,6 +165,15 @@ def grade_job(job: Job, assignments: dict[str, LoadedAssignment], sandbox: Sandb
                     exit_code=result.exit_code, evaluation_seconds=evaluation.seconds if evaluation else None),
         submission=SubmissionInfo(entry=job.entry.name, files=prepared.files),
         evidence_problems=ev.problems)
+
+
+def _holdout_signatures(loaded: LoadedAssignment, options: GradeOptions):
+    from harness.data import providers, standin
+    spec = loaded.spec.data
+    if spec.source != "keras":
+        return None
+    root = standin.make(spec, options.cache) if options.quick else None
+    return providers.holdout_signatures(spec, options.data_root, standin_root=root)
 
 
 def _internal_error(job: Job, sandbox: Sandbox, options: GradeOptions, exc: BaseException) -> Record:

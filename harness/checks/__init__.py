@@ -7,7 +7,10 @@ way an assignment-specific check would. Checks never import the probe or student
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
+
+import numpy as np
 
 from harness.evidence import Evidence
 from harness.record import Check, Finding
@@ -22,6 +25,8 @@ class Context:
     result: SandboxResult
     quick: bool
     evaluation: object | None = None
+    entry: Path | None = None
+    holdout_signatures: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -56,3 +61,5 @@ def run_all(ctx: Context) -> tuple[list[Check], list[Finding]]:
 
 
 from harness.checks import builtin as _builtin  # noqa: E402,F401  (registers the built-in checks)
+from harness.checks import leaks as _leaks  # noqa: E402,F401
+from harness.checks import curves as _curves  # noqa: E402,F401

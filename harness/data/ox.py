@@ -163,7 +163,7 @@ def _x_path(rng: np.random.Generator, c: float, half: float) -> list[np.ndarray]
     for angle in (base + rng.normal(0, 6), base + 90 + rng.uniform(-25, 25)):
         rad = math.radians(angle)
         d = np.array([math.cos(rad), math.sin(rad)])
-        before, after = half * rng.uniform(0.75, 1.2), half * rng.uniform(0.75, 1.2)
+        before, after = half * rng.uniform(0.95, 1.5, 2)  # as wide as an O, as much ink
         p0, p2 = cross - d * before, cross + d * after
         bend = np.array([-d[1], d[0]]) * rng.normal(0, 0.15) * half
         p1 = (p0 + p2) / 2 + bend
@@ -177,7 +177,7 @@ def _stroke_mask(rng: np.random.Generator, cls: str, style: str, n: int) -> tupl
     half = n / 4
     paths = (_o_path if cls == "o" else _x_path)(rng, n / 2, half)
     width = {"brush": (0.06, 0.16), "pen": (0.025, 0.055), "marker": (0.12, 0.22)}[style]
-    base = rng.uniform(*width) * half
+    base = rng.uniform(*width) * half * (1.15 if cls == "x" else 1.0)
     image = Image.new("L", (n, n), 0)
     draw = ImageDraw.Draw(image)
     for path in paths:
@@ -223,7 +223,7 @@ def _placement(rng: np.random.Generator, n: int) -> tuple[float, ...]:
     and tilt the centred glyph."""
     scale = rng.uniform(0.7, 1.7)  # the glyph spans 35 % .. 85 % of the image
     angle = math.radians(rng.uniform(-20, 20))
-    room = max(0.0, n / 2 - scale * n / 4) * 0.9
+    room = max(0.0, n / 2 - 1.15 * scale * n / 4) * 0.9  # 1.15: an X's arms reach a bit further
     shift = rng.uniform(-room, room, 2)
     c = n / 2
     to_origin = np.array([[1, 0, -c], [0, 1, -c], [0, 0, 1]], dtype=float)

@@ -1,0 +1,289 @@
+"""The probe's data lineage: where the arrays, generators and pipelines fed to `fit` came from.
+
+Part of the probe (runs in the untrusted process, only observes, never raises into student
+code, imports nothing from the `harness` package). It records:
+- per-sample signatures of arrays (robust to dtype casts, /255, /127.5 - 1 and reshapes: each
+  sample is min-max normalised before its mean, spread and 32 fixed pixels are kept), written as
+  `sig-<n>.npy` files in the evidence folder for the harness to compare with the holdout;
+- content hashes of the image files behind directory iterators and `image_dataset_from_directory`;
+- where each generator, iterator or pipeline was created, and which `tf.data` maps apply random
+  operations (tf.image.random_*, tf.random.*, Random* layers called with training=True);
+- what `Normalization.adapt` and `ImageDataGenerator.fit` were fitted on.
+"""
+
+import functools
+import hashlib
+import json
+import os
+import sys
+import threading
+
+import harness_probe as core
+
+SIGNATURE_PIXELS = 32
+CHUNK = 4096
+MAX_FILES = 200_000
+
+_local = threading.local()
+_origins = {}       # id(object) -> {"where": ..., "what": ...}
+_random_maps = {}   # id(dataset) -> {"where": ..., "ops": [...]}
+_keep = []          # objects whose ids are keys above stay alive, so ids are not reused
+_counter = {"sig": 0, "files": 0}
+
+
+def _remember(obj, table, value):
+    try:
+        table[id(obj)] = value
+        _keep.append(obj)
+    except BaseException:
+        pass
+
+
+# ---------------------------------------------------------------- signatures and file hashes
+
+
+def signatures(array):
+    """(N, 2 + 32) float16: per-sample normalised mean, spread and 32 fixed pixels."""
+    import numpy as np
+    n = len(array)
+    flat_size = int(np.prod(array.shape[1:])) if array.ndim > 1 else 1
+    positions = np.linspace(0, max(flat_size - 1, 0), SIGNATURE_PIXELS).astype(int)
+    out = np.empty((n, 2 + SIGNATURE_PIXELS), dtype=np.float16)
+    for start in range(0, n, CHUNK):
+        block = np.asarray(array[start:start + CHUNK], dtype=np.float32).reshape(-1, flat_size)
+        low = block.min(axis=1, keepdims=True)
+        span = block.max(axis=1, keepdims=True) - low
+        span[span == 0] = 1.0
+        out[start:start + len(block), 0] = ((block.mean(axis=1, keepdims=True) - low) / span)[:, 0]
+        out[start:start + len(block), 1] = (block.std(axis=1, keepdims=True) / span)[:, 0]
+        out[start:start + len(block), 2:] = (block[:, positions] - low) / span
+    return out
+
+
+def _save_signatures(array):
+    import numpy as np
+    _counter["sig"] += 1
+    name = "sig-%d.npy" % _counter["sig"]
+    np.save(os.path.join(core.EVIDENCE_DIR, name), signatures(array))
+    return name
+
+
+def _hash_files(paths):
+    _counter["files"] += 1
+    name = "files-%d.json" % _counter["files"]
+    hashes = {}
+    for path in list(paths)[:MAX_FILES]:
+        try:
+            with open(path, "rb") as fh:
+                hashes[str(path)] = hashlib.sha1(fh.read()).hexdigest()
+        except OSError:
+            continue
+    with open(os.path.join(core.EVIDENCE_DIR, name), "w") as fh:
+        json.dump(hashes, fh)
+    return name
+
+
+def _ancestors(dataset, limit=200):
+    """A tf.data dataset and every dataset it was built from."""
+    seen, todo, out = set(), [dataset], []
+    while todo and len(out) < limit:
+        ds = todo.pop()
+        if id(ds) in seen:
+            continue
+        seen.add(id(ds))
+        out.append(ds)
+        try:
+            todo.extend(ds._inputs())
+        except BaseException:
+            pass
+    return out
+
+
+def lineage(value, role):
+    """Extra evidence about one thing passed to fit (an array, a generator, a pipeline)."""
+    out = {}
+    try:
+        if value is None or isinstance(value, (list, tuple)):
+            return out
+        origin = _origins.get(id(value))
+        if origin:
+            out["origin"] = origin
+        if hasattr(value, "shape") and hasattr(value, "dtype") and len(getattr(value, "shape", ())) >= 2 \
+                and role in ("x", "validation_x"):
+            out["signatures"] = _save_signatures(value)
+        paths = getattr(value, "filepaths", None)
+        if paths is None and hasattr(value, "element_spec"):
+            for ds in _ancestors(value):
+                paths = getattr(ds, "file_paths", None)
+                if paths is not None:
+                    out.setdefault("origin", _origins.get(id(ds)))
+                    break
+        if paths is not None and role in ("x", "validation_x"):
+            out["files"] = _hash_files(paths)
+        if hasattr(value, "element_spec"):
+            randoms = [_random_maps[id(ds)] for ds in _ancestors(value) if id(ds) in _random_maps]
+            if randoms:
+                out["random_maps"] = randoms
+        array = getattr(value, "x", None)  # NumpyArrayIterator from ImageDataGenerator.flow
+        if array is not None and hasattr(array, "shape") and role in ("x", "validation_x"):
+            out["signatures"] = _save_signatures(array)
+    except BaseException as exc:
+        core._problem("lineage", exc)
+    return {k: v for k, v in out.items() if v is not None}
+
+
+# ---------------------------------------------------------------- wrappers
+
+
+def _wrap_creation(original, what):
+    """Iterators and datasets: remember where they were made."""
+    @functools.wraps(original)
+    def create(*args, **kwargs):
+        result = original(*args, **kwargs)
+        try:
+            info = {"what": what, "where": core._where()}
+            for key in ("subset", "seed", "validation_split", "shuffle", "image_size", "target_size"):
+                if key in kwargs and core._plain(kwargs[key]) is not None:
+                    info[key] = core._plain(kwargs[key])
+            directory = args[0] if args else kwargs.get("directory")
+            if isinstance(directory, str):
+                info["directory"] = directory
+            _remember(result, _origins, info)
+            if isinstance(result, (list, tuple)):  # image_dataset_from_directory(subset="both")
+                for item in result:
+                    _remember(item, _origins, info)
+        except BaseException as exc:
+            core._problem("creation " + what, exc)
+        return result
+    create.__harness_probe__ = True
+    return create
+
+
+def _wrap_method_creation(original, what):
+    @functools.wraps(original)
+    def create(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        try:
+            info = {"what": what, "where": core._where(), "generator": core._generator_config(self)}
+            if "subset" in kwargs and core._plain(kwargs["subset"]) is not None:
+                info["subset"] = kwargs["subset"]
+            _remember(result, _origins, info)
+        except BaseException as exc:
+            core._problem("creation " + what, exc)
+        return result
+    create.__harness_probe__ = True
+    return create
+
+
+def _wrap_fitted_on(original, what):
+    """Normalization.adapt / ImageDataGenerator.fit: record what the statistics came from."""
+    @functools.wraps(original)
+    def fitted(self, data, *args, **kwargs):
+        try:
+            event = {"what": what, "where": core._where(), "data": core.describe_data(data)}
+            if hasattr(data, "shape") and hasattr(data, "dtype") and len(data.shape) >= 2:
+                event["signatures"] = _save_signatures(data)
+            core._emit("statistics_fit", **event)
+        except BaseException as exc:
+            core._problem("statistics " + what, exc)
+        return original(self, data, *args, **kwargs)
+    fitted.__harness_probe__ = True
+    return fitted
+
+
+def _wrap_map(original):
+    @functools.wraps(original)
+    def map(self, *args, **kwargs):
+        outer = getattr(_local, "tracing", None)
+        _local.tracing = []
+        try:
+            result = original(self, *args, **kwargs)
+            ops = _local.tracing
+        finally:
+            _local.tracing = outer
+        if ops:
+            try:
+                _remember(result, _random_maps, {"where": core._where(), "ops": sorted(set(ops))[:10]})
+            except BaseException as exc:
+                core._problem("map", exc)
+        return result
+    map.__harness_probe__ = True
+    return map
+
+
+def _wrap_random_op(original, name):
+    @functools.wraps(original)
+    def op(*args, **kwargs):
+        tracing = getattr(_local, "tracing", None)
+        if tracing is not None:
+            tracing.append(name)
+        return original(*args, **kwargs)
+    op.__harness_probe__ = True
+    return op
+
+
+def _wrap_layer_call(original):
+    @functools.wraps(original)
+    def call(self, *args, **kwargs):
+        tracing = getattr(_local, "tracing", None)
+        if tracing is not None and kwargs.get("training") is True and type(self).__name__.startswith("Random"):
+            tracing.append(type(self).__name__ + "(training=True)")
+        return original(self, *args, **kwargs)
+    call.__harness_probe__ = True
+    return call
+
+
+# ---------------------------------------------------------------- hooks
+
+
+def _patch_generator_class(module):
+    cls = module.ImageDataGenerator
+    for name in ("flow", "flow_from_directory", "flow_from_dataframe"):
+        core._patch(cls, name, _wrap_method_creation, name)
+    core._patch(cls, "fit", _wrap_fitted_on, "ImageDataGenerator.fit")
+
+
+def _patch_dataset_from_directory(module):
+    original = getattr(module, "image_dataset_from_directory", None)
+    if original is not None and not getattr(original, "__harness_probe__", False):
+        module.image_dataset_from_directory = _wrap_creation(original, "image_dataset_from_directory")
+
+
+def _patch_normalization(module):
+    core._patch(module.Normalization, "adapt", _wrap_fitted_on, "Normalization.adapt")
+
+
+def _patch_dataset_ops(module):
+    core._patch(module.DatasetV2, "map", _wrap_map)
+
+
+def _patch_random_ops(module):
+    for name in dir(module):
+        if name.startswith(("random_", "stateless_random_")):
+            fn = getattr(module, name)
+            if callable(fn) and not getattr(fn, "__harness_probe__", False):
+                setattr(module, name, _wrap_random_op(fn, name))
+
+
+def _patch_keras3_preprocessing_base(module):
+    core._patch(module.TFDataLayer, "__call__", _wrap_layer_call)
+
+
+def _patch_tf_keras_random_base(module):
+    core._patch(module.BaseRandomLayer, "__call__", _wrap_layer_call)
+
+
+HOOKS = {
+    "keras.src.legacy.preprocessing.image": _patch_generator_class,
+    "tf_keras.src.preprocessing.image": _patch_generator_class,
+    "keras.src.utils.image_dataset_utils": _patch_dataset_from_directory,
+    "tf_keras.src.utils.image_dataset": _patch_dataset_from_directory,
+    "keras.src.layers.preprocessing.normalization": _patch_normalization,
+    "tf_keras.src.layers.preprocessing.normalization": _patch_normalization,
+    "tensorflow.python.data.ops.dataset_ops": _patch_dataset_ops,
+    "tensorflow.python.ops.image_ops_impl": _patch_random_ops,
+    "tensorflow.python.ops.random_ops": _patch_random_ops,
+    "tensorflow.python.ops.stateless_random_ops": _patch_random_ops,
+    "keras.src.layers.preprocessing.tf_data_layer": _patch_keras3_preprocessing_base,
+    "tf_keras.src.engine.base_layer": _patch_tf_keras_random_base,
+}

@@ -1,0 +1,66 @@
+"""A fixture for every rule, as a module and as a notebook: each is found, at the marked line."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from conftest import FIXTURES
+
+pytestmark = pytest.mark.integration
+LEAKS = FIXTURES / "leaks"
+MARK = "# <- finding"
+
+
+def header(text: str, key: str) -> str:
+    return re.search(rf"^# {key}: (\S+)", text, re.M).group(1)
+
+
+def as_notebook(text: str) -> tuple[str, str]:
+    """(notebook JSON, expected location) from a module whose cells are separated by '# %%'."""
+    cells = text.split("# %%\n")
+    for index, cell in enumerate(cells):
+        lines = cell.splitlines()
+        for number, line in enumerate(lines, 1):
+            if MARK in line:
+                where = f"cell {index + 1}, line {number}"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c.strip("\n")) for c in cells])
+    # stripping leading newlines moves lines: recompute on the stripped cells
+    for index, cell in enumerate(nb.cells):
+        for number, line in enumerate(cell.source.splitlines(), 1):
+            if MARK in line:
+                where = f"cell {index + 1}, line {number}"
+    return nbformat.writes(nb), where
+
+
+def module_where(name: str, text: str) -> str:
+    number = next(i for i, line in enumerate(text.splitlines(), 1) if MARK in line)
+    return f"{name}:{number}"
+
+
+CASES = sorted(p.name for p in LEAKS.glob("*.py"))
+
+
+@pytest.mark.parametrize("form", ["module", "notebook"])
+@pytest.mark.parametrize("fixture", CASES)
+def test_rule_is_found_at_the_marked_line(fixture, form, student, grade):
+    text = (LEAKS / fixture).read_text()
+    aid, rule = header(text, "assignment"), header(text, "rule")
+    if form == "module":
+        files, where = {f"{aid}.py": text}, module_where(f"{aid}.py", text)
+    else:
+        notebook, where = as_notebook(text)
+        files = {f"{aid}.ipynb": notebook}
+    folder = student(f"{Path(fixture).stem}-{form}", files)
+    code, records = grade("--quick", str(folder))
+    rec = records[(folder.name, aid)]
+    hits = [f for f in rec["findings"] if f["rule"] == rule]
+    assert hits, f"{rule} not found; findings: {rec['findings']}; summary: {rec['summary']}"
+    assert where in [h["where"] for h in hits], (where, hits)
+    if rule != "ignored-argument":
+        assert any(h["severity"] == "error" for h in hits)
+        leaks = next(c for c in rec["checks"] if c["id"] == "no-leaks")
+        assert leaks["status"] == "fail" and leaks["points"] == 0
