@@ -4,7 +4,7 @@ The probe computes the same signatures inside the student's process (`harness/pr
 harness_probe_data.py`); the harness may not import the probe, so the few lines of the algorithm
 are repeated here, and a test checks that both give identical results. Each sample is min-max
 normalised (so dtype casts, /255, /127.5 - 1 and reshapes do not change it) and reduced to its
-normalised mean, spread and 32 fixed pixels.
+normalised mean, spread and the means of 64 bands of pixels.
 """
 
 from __future__ import annotations
@@ -13,25 +13,30 @@ from pathlib import Path
 
 import numpy as np
 
-SIGNATURE_PIXELS = 32
+SIGNATURE_BANDS = 64
+VERSION = 2  # bump when the signature changes: cached holdout signatures are keyed by it
 CHUNK = 4096
 BUCKET = 256
 TOLERANCE = 4e-3
 
 
 def signatures(array: np.ndarray) -> np.ndarray:
+    """(N, 2 + 64) float16: per-sample normalised mean, spread and the means of 64 bands of pixels."""
     n = len(array)
     flat_size = int(np.prod(array.shape[1:])) if array.ndim > 1 else 1
-    positions = np.linspace(0, max(flat_size - 1, 0), SIGNATURE_PIXELS).astype(int)
-    out = np.empty((n, 2 + SIGNATURE_PIXELS), dtype=np.float16)
+    bands = min(SIGNATURE_BANDS, flat_size)
+    starts = np.linspace(0, flat_size, bands + 1).astype(int)[:-1]
+    sizes = np.diff(np.append(starts, flat_size)).astype(np.float32)
+    out = np.zeros((n, 2 + SIGNATURE_BANDS), dtype=np.float16)
     for start in range(0, n, CHUNK):
         block = np.asarray(array[start:start + CHUNK], dtype=np.float32).reshape(-1, flat_size)
         low = block.min(axis=1, keepdims=True)
         span = block.max(axis=1, keepdims=True) - low
         span[span == 0] = 1.0
-        out[start:start + len(block), 0] = ((block.mean(axis=1, keepdims=True) - low) / span)[:, 0]
-        out[start:start + len(block), 1] = (block.std(axis=1, keepdims=True) / span)[:, 0]
-        out[start:start + len(block), 2:] = (block[:, positions] - low) / span
+        rows = slice(start, start + len(block))
+        out[rows, 0] = ((block.mean(axis=1, keepdims=True) - low) / span)[:, 0]
+        out[rows, 1] = (block.std(axis=1, keepdims=True) / span)[:, 0]
+        out[rows, 2:2 + bands] = (np.add.reduceat(block, starts, axis=1) / sizes - low) / span
     return out
 
 
@@ -69,7 +74,7 @@ def match(probe: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def holdout_signatures(images_file: Path) -> np.ndarray:
     """Signatures of a holdout array, cached next to it (never inside any sandbox)."""
-    cache = images_file.parent.parent / "holdout-signatures.npy"
+    cache = images_file.parent.parent / f"holdout-signatures-v{VERSION}.npy"
     if cache.exists() and cache.stat().st_mtime >= images_file.stat().st_mtime:
         return np.load(cache)
     sig = signatures(np.load(images_file, mmap_mode="r"))

@@ -39,7 +39,7 @@ def diagnose(history: dict[str, list[float]]) -> list[Finding]:
         acc, val = acc[:n], val[:n]
         if n >= 4:
             half = n // 2
-            stalled = max(val[half:]) - max(val[:half]) < 0.01
+            stalled = max(val[half:]) - max(val[:half]) < 0.02
             gap = acc[-1] - val[-1]
             rising = acc[-1] - acc[half - 1] > 0.02
             if gap > 0.1 and stalled and rising:
@@ -73,4 +73,6 @@ def training_curves(ctx: Context) -> Outcome:
     """Diagnostics only: findings, no points."""
     if ctx.quick:
         return Outcome(None)
-    return Outcome(None, diagnose(ctx.evidence.history()))
+    fits = [f for f in ctx.evidence.fits if f.end or f.error]
+    where = ctx.evidence.where(fits[-1].start.get("where")) if fits else None
+    return Outcome(None, [f.model_copy(update={"where": where}) for f in diagnose(ctx.evidence.history())])

@@ -63,7 +63,7 @@ def _load_signatures(ctx: Context, desc: dict | None) -> np.ndarray | None:
         sig = np.load(path, allow_pickle=False)
     except (ValueError, OSError):
         return None
-    return sig if sig.ndim == 2 and sig.shape[1] == 2 + fingerprints.SIGNATURE_PIXELS else None
+    return sig if sig.ndim == 2 and sig.shape[1] == 2 + fingerprints.SIGNATURE_BANDS else None
 
 
 def _load_hashes(ctx: Context, desc: dict | None) -> dict[str, str]:

@@ -158,7 +158,7 @@ def _o_path(rng: np.random.Generator, c: float, half: float) -> list[np.ndarray]
 def _x_path(rng: np.random.Generator, c: float, half: float) -> list[np.ndarray]:
     """Two strokes crossing near the centre, at random angles, slightly curved."""
     strokes = []
-    cross = np.array([c, c]) + rng.normal(0, 0.08 * half, 2)
+    cross = np.array([c, c]) + rng.normal(0, 0.15 * half, 2)
     base = rng.uniform(35, 55)
     for angle in (base + rng.normal(0, 6), base + 90 + rng.uniform(-25, 25)):
         rad = math.radians(angle)
@@ -221,9 +221,9 @@ def _font_mask(rng: np.random.Generator, cls: str, n: int) -> tuple[Image.Image,
 def _placement(rng: np.random.Generator, n: int) -> tuple[float, ...]:
     """The homography coefficients (output -> input, as Pillow wants) that scale, rotate, move
     and tilt the centred glyph."""
-    scale = rng.uniform(0.7, 1.7)  # the glyph spans 35 % .. 85 % of the image
+    scale = rng.uniform(0.6, 1.7)  # the glyph spans 30 % .. 85 % of the image
     angle = math.radians(rng.uniform(-20, 20))
-    room = max(0.0, n / 2 - 1.15 * scale * n / 4) * 0.9  # 1.15: an X's arms reach a bit further
+    room = max(0.0, n / 2 - scale * n / 4)  # an X's arms may touch the edge
     shift = rng.uniform(-room, room, 2)
     c = n / 2
     to_origin = np.array([[1, 0, -c], [0, 1, -c], [0, 0, 1]], dtype=float)

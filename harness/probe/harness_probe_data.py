@@ -3,7 +3,7 @@
 Part of the probe (runs in the untrusted process, only observes, never raises into student
 code, imports nothing from the `harness` package). It records:
 - per-sample signatures of arrays (robust to dtype casts, /255, /127.5 - 1 and reshapes: each
-  sample is min-max normalised before its mean, spread and 32 fixed pixels are kept), written as
+  sample is min-max normalised before its mean, spread and 64 band means are kept), written as
   `sig-<n>.npy` files in the evidence folder for the harness to compare with the holdout;
 - content hashes of the image files behind directory iterators and `image_dataset_from_directory`;
 - where each generator, iterator or pipeline was created, and which `tf.data` maps apply random
@@ -20,7 +20,7 @@ import threading
 
 import harness_probe as core
 
-SIGNATURE_PIXELS = 32
+SIGNATURE_BANDS = 64
 CHUNK = 4096
 MAX_FILES = 200_000
 
@@ -43,20 +43,23 @@ def _remember(obj, table, value):
 
 
 def signatures(array):
-    """(N, 2 + 32) float16: per-sample normalised mean, spread and 32 fixed pixels."""
+    """(N, 2 + 64) float16: per-sample normalised mean, spread and the means of 64 bands of pixels."""
     import numpy as np
     n = len(array)
     flat_size = int(np.prod(array.shape[1:])) if array.ndim > 1 else 1
-    positions = np.linspace(0, max(flat_size - 1, 0), SIGNATURE_PIXELS).astype(int)
-    out = np.empty((n, 2 + SIGNATURE_PIXELS), dtype=np.float16)
+    bands = min(SIGNATURE_BANDS, flat_size)
+    starts = np.linspace(0, flat_size, bands + 1).astype(int)[:-1]
+    sizes = np.diff(np.append(starts, flat_size)).astype(np.float32)
+    out = np.zeros((n, 2 + SIGNATURE_BANDS), dtype=np.float16)
     for start in range(0, n, CHUNK):
         block = np.asarray(array[start:start + CHUNK], dtype=np.float32).reshape(-1, flat_size)
         low = block.min(axis=1, keepdims=True)
         span = block.max(axis=1, keepdims=True) - low
         span[span == 0] = 1.0
-        out[start:start + len(block), 0] = ((block.mean(axis=1, keepdims=True) - low) / span)[:, 0]
-        out[start:start + len(block), 1] = (block.std(axis=1, keepdims=True) / span)[:, 0]
-        out[start:start + len(block), 2:] = (block[:, positions] - low) / span
+        rows = slice(start, start + len(block))
+        out[rows, 0] = ((block.mean(axis=1, keepdims=True) - low) / span)[:, 0]
+        out[rows, 1] = (block.std(axis=1, keepdims=True) / span)[:, 0]
+        out[rows, 2:2 + bands] = (np.add.reduceat(block, starts, axis=1) / sizes - low) / span
     return out
 
 

@@ -1,0 +1,53 @@
+import importlib.util
+import sys
+
+import numpy as np
+
+from harness import fingerprints
+
+
+def probe_data_module(root):
+    """The probe's copy of the signature code, loaded by path (the harness never imports it)."""
+    sys.path.insert(0, str(root / "harness" / "probe"))
+    try:
+        spec = importlib.util.spec_from_file_location("probe_data_copy", root / "harness" / "probe" / "harness_probe_data.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.pop(0)
+
+
+def images(n=300, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+
+
+def test_probe_and_harness_compute_the_same_signatures(root):
+    x = images()
+    assert np.array_equal(probe_data_module(root).signatures(x), fingerprints.signatures(x))
+
+
+def test_usual_preprocessing_still_matches():
+    raw = images()
+    for transformed in (raw / 255.0, (raw / 127.5 - 1).astype(np.float32), raw.reshape(-1, 28, 28, 1).astype("float32"),
+                        raw.astype(np.float64).reshape(-1, 784)):
+        rows, refs = fingerprints.match(fingerprints.signatures(transformed[:100]), fingerprints.signatures(raw))
+        assert sorted(rows) == list(range(100)) and list(refs) == list(rows)
+
+
+def test_different_images_do_not_match():
+    rows, _ = fingerprints.match(fingerprints.signatures(images(seed=1)), fingerprints.signatures(images(seed=2)))
+    assert len(rows) == 0
+
+
+def test_sparse_digit_like_images_are_told_apart():
+    rng = np.random.default_rng(3)
+    base = np.zeros((500, 28, 28), dtype=np.uint8)
+    for img in base:  # a few strokes on black, like MNIST
+        r = rng.integers(4, 24, size=6)
+        img[r[0]:r[0] + 3, r[1]:r[1] + 10] = 255
+        img[r[2]:r[2] + 10, r[3]:r[3] + 2] = rng.integers(100, 256)
+    rows, refs = fingerprints.match(fingerprints.signatures(base[:250] / 255.0), fingerprints.signatures(base[250:]))
+    assert len(rows) <= 2
+    rows, refs = fingerprints.match(fingerprints.signatures(base / 255.0), fingerprints.signatures(base[250:]))
+    assert set(range(250, 500)) <= set(rows)
