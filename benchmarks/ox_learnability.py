@@ -105,7 +105,7 @@ def train_logreg(data: Path, train_seed: int) -> dict:
                                   keras.layers.Dense(1, activation="sigmoid",
                                                      kernel_regularizer=keras.regularizers.l2(l2) if l2 else None)])
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy", metrics=["accuracy"])
-        stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=20, restore_best_weights=True)
+        stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=40, restore_best_weights=True)
         model.fit(x_tr, y_tr, validation_data=(x_va, y_va), epochs=200, batch_size=32,
                   callbacks=[stop], verbose=0)
         val = model.evaluate(x_va, y_va, verbose=0)[1]

@@ -80,6 +80,8 @@ def _grade(argv: list[str]) -> int:
     parser.add_argument("--assignment", default=None, help="grade only this assignment")
     parser.add_argument("--jobs", type=int, default=1, help="jobs at once (default 1)")
     parser.add_argument("--data-root", type=Path, default=None, help="prepared datasets (default $HARNESS_DATA_ROOT)")
+    parser.add_argument("--force", action="store_true", help="grade again even if an up-to-date record exists")
+    parser.add_argument("--memory", type=int, default=None, metavar="MB", help="memory limit per job (default: from the assignment)")
     _common(parser)
     args = parser.parse_args(argv)
 
@@ -101,7 +103,8 @@ def _grade(argv: list[str]) -> int:
         for aid in sorted({j.assignment for j in jobs if j.assignment in assignments}):
             providers.served_root(assignments[aid].spec.data, args.data_root)
     options = GradeOptions(quick=args.quick, out=args.out, cache=default_cache(), timeout=args.timeout,
-                           data_root=args.data_root, jobs=args.jobs)
+                           data_root=args.data_root, jobs=args.jobs, force=args.force,
+                           memory_mb=args.memory)
 
     from rich.console import Console
     from harness.reports import console_table

@@ -16,7 +16,6 @@ import numpy as np
 SIGNATURE_BANDS = 64
 VERSION = 2  # bump when the signature changes: cached holdout signatures are keyed by it
 CHUNK = 4096
-BUCKET = 256
 TOLERANCE = 4e-3
 
 
@@ -40,36 +39,16 @@ def signatures(array: np.ndarray) -> np.ndarray:
     return out
 
 
-def _keys(sig: np.ndarray, dm: int = 0, ds: int = 0) -> np.ndarray:
-    mean = np.floor(sig[:, 0].astype(np.float32) * BUCKET).astype(np.int64) + dm
-    spread = np.floor(sig[:, 1].astype(np.float32) * BUCKET).astype(np.int64) + ds
-    return mean * (BUCKET + 4) + spread
-
-
 def match(probe: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(indices into `probe`, indices into `reference`) of samples that are the same image."""
+    """(indices into `probe`, indices into `reference`) of samples that are the same image: the
+    nearest reference signature (max-norm, a k-d tree) lies within TOLERANCE."""
     if len(probe) == 0 or len(reference) == 0:
         return np.empty(0, int), np.empty(0, int)
-    ref_keys = _keys(reference)
-    order = np.argsort(ref_keys, kind="stable")
-    sorted_keys = ref_keys[order]
-    ref32, probe32 = reference.astype(np.float32), probe.astype(np.float32)
-    hits_p, hits_r = [], []
-    for dm in (-1, 0, 1):
-        for ds in (-1, 0, 1):
-            keys = _keys(probe, dm, ds)
-            lo = np.searchsorted(sorted_keys, keys, "left")
-            hi = np.searchsorted(sorted_keys, keys, "right")
-            for i in np.flatnonzero(hi > lo):
-                candidates = order[lo[i]:hi[i]]
-                close = np.max(np.abs(ref32[candidates] - probe32[i]), axis=1) < TOLERANCE
-                for j in candidates[close]:
-                    hits_p.append(i)
-                    hits_r.append(j)
-    if not hits_p:
-        return np.empty(0, int), np.empty(0, int)
-    pairs = np.unique(np.stack([hits_p, hits_r], axis=1), axis=0)
-    return pairs[:, 0], pairs[:, 1]
+    from scipy.spatial import cKDTree
+    tree = cKDTree(reference.astype(np.float32))
+    distance, nearest = tree.query(probe.astype(np.float32), k=1, p=np.inf, distance_upper_bound=TOLERANCE)
+    rows = np.flatnonzero(np.isfinite(distance))
+    return rows, nearest[rows].astype(int)
 
 
 def holdout_signatures(images_file: Path) -> np.ndarray:

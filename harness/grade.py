@@ -3,6 +3,7 @@ only joins them. One broken or hostile submission never stops a class run."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -21,6 +22,7 @@ from harness.discover import Job
 from harness.record import Check, Metrics, ModelSummary, Record, RunInfo, SubmissionInfo
 from harness.run import Prepared, RunOptions, prepare, run, submission_files
 from harness.sandbox import Sandbox, SandboxResult
+from harness.sandbox.base import stop_all
 from harness.spec import LoadedAssignment
 
 KEPT_EVIDENCE = ("events.jsonl", "driver.jsonl", "sig-*.npy", "files-*.json")
@@ -35,6 +37,8 @@ class GradeOptions:
     data_root: Path | None = None
     jobs: int = 1
     seed: int | None = None
+    force: bool = False
+    memory_mb: int | None = None
 
 
 def record_path(out: Path, student: str, assignment: str) -> Path:
@@ -138,7 +142,8 @@ def grade_job(job: Job, assignments: dict[str, LoadedAssignment], sandbox: Sandb
         prepared = prepare(job, Path(tmp))
         result = run(job, loaded, sandbox, prepared,
                      RunOptions(quick=options.quick, timeout=options.timeout, cache=options.cache,
-                                data_root=options.data_root, seed=options.seed))
+                                data_root=options.data_root, seed=options.seed,
+                                memory_mb=options.memory_mb))
         ev = evidence.read(prepared.job_dir / "evidence")
         _keep_evidence(prepared, result, record_path(options.out, job.student, job.assignment).with_suffix(".evidence"))
         evaluation = None
@@ -163,7 +168,8 @@ def grade_job(job: Job, assignments: dict[str, LoadedAssignment], sandbox: Sandb
         run=RunInfo(sandbox=result.sandbox, runtime=loaded.spec.runtime, mode="quick" if options.quick else "full",
                     wall_seconds=result.wall_seconds, peak_memory_mb=result.peak_memory_mb,
                     exit_code=result.exit_code, evaluation_seconds=evaluation.seconds if evaluation else None),
-        submission=SubmissionInfo(entry=job.entry.name, files=prepared.files),
+        submission=SubmissionInfo(entry=job.entry.name, files=prepared.files,
+                                  assignment_digest=assignment_digest(loaded)),
         evidence_problems=ev.problems)
 
 
@@ -174,6 +180,33 @@ def _holdout_signatures(loaded: LoadedAssignment, options: GradeOptions):
         return None
     root = standin.make(spec, options.cache) if options.quick else None
     return providers.holdout_signatures(spec, options.data_root, standin_root=root)
+
+
+def assignment_digest(loaded: LoadedAssignment | None) -> str | None:
+    """What grading depends on besides the submission: the assignment's files and the harness version."""
+    if loaded is None:
+        return None
+    digest = hashlib.sha256(__version__.encode())
+    for name in ("assignment.toml", "expected-model.json", "calibration.json"):
+        path = loaded.folder / name
+        if path.exists():
+            digest.update(name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _unchanged(path: Path, job: Job, assignments: dict[str, LoadedAssignment], options: GradeOptions) -> Record | None:
+    """The stored record, when nothing it depends on changed (an interrupted run resumes here)."""
+    if not path.exists() or job.entry is None:
+        return None
+    try:
+        old = record.load(path)
+    except Exception:
+        return None
+    same = (old.run.mode == ("quick" if options.quick else "full")
+            and old.submission.files == submission_files(job.folder)
+            and old.submission.entry == job.entry.name
+            and old.submission.assignment_digest == assignment_digest(assignments.get(job.assignment)))
+    return old if same and old.status != "error" else None
 
 
 def _internal_error(job: Job, sandbox: Sandbox, options: GradeOptions, exc: BaseException) -> Record:
@@ -193,20 +226,31 @@ def grade_all(jobs: list[Job], assignments: dict[str, LoadedAssignment], sandbox
 
     def one(job: Job) -> Record:
         nonlocal internal
+        path = record_path(options.out, job.student, job.assignment)
+        cached = None if options.force else _unchanged(path, job, assignments, options)
+        if cached is not None:
+            if progress:
+                progress(job, cached)
+            return cached
         try:
             rec = grade_job(job, assignments, sandbox, options)
         except Exception as exc:  # one job's harness failure must not stop the class run
             internal += 1
             rec = _internal_error(job, sandbox, options, exc)
-        path = record_path(options.out, job.student, job.assignment)
         record.save(rec, path)
         reports.write_markdown(rec, path.with_suffix(".md"))
         if progress:
             progress(job, rec)
         return rec
 
-    with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, options.jobs))
+    try:
         records = list(pool.map(one, jobs))
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        stop_all()
+        raise
+    pool.shutdown()
     return records, internal
 
 

@@ -78,6 +78,7 @@ class RunInfo(Frozen):
 class SubmissionInfo(Frozen):
     entry: str | None
     files: dict[str, str]
+    assignment_digest: str | None = Field(default=None, description="assignment files + harness version graded against")
 
 
 class Record(Frozen):

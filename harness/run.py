@@ -28,6 +28,7 @@ class RunOptions:
     cache: Path
     data_root: Path | None = None
     seed: int | None = None
+    memory_mb: int | None = None
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ def run(job: Job, assignment: LoadedAssignment, sandbox: Sandbox, prepared: Prep
         mounts=served.mounts,
         env=env,
         timeout=float(timeout),
-        limits=Limits(memory_mb=spec.memory_mb, workspace_mb=max(512, MAX_SUBMISSION_MB * 2)),
+        limits=Limits(memory_mb=options.memory_mb or spec.memory_mb, workspace_mb=max(512, MAX_SUBMISSION_MB * 2)),
         log=prepared.job_dir / "output.log",
     )
     return sandbox.run(request)

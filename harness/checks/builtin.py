@@ -19,7 +19,7 @@ def ending(ctx: Context) -> tuple[str | None, str | None]:
     if result.timed_out:
         return f"it was stopped after the time limit of {ctx.assignment.spec.quick_timeout_seconds if ctx.quick else ctx.assignment.spec.timeout_seconds} s", None
     if result.memory_exceeded:
-        return f"it used more than the memory limit of {ctx.assignment.spec.memory_mb} MB", None
+        return "it used more memory than the limit allows", None
     errors = [e for e in ev.exceptions if e.get("during") == "run"] or ev.exceptions
     for d in ev.driver:
         if d.get("kind") == "cell_error":

@@ -177,7 +177,7 @@ def _stroke_mask(rng: np.random.Generator, cls: str, style: str, n: int) -> tupl
     half = n / 4
     paths = (_o_path if cls == "o" else _x_path)(rng, n / 2, half)
     width = {"brush": (0.06, 0.16), "pen": (0.025, 0.055), "marker": (0.12, 0.22)}[style]
-    base = rng.uniform(*width) * half * (1.15 if cls == "x" else 1.0)
+    base = rng.uniform(*width) * half * (1.15 if cls == "x" else 1.0)  # X: as much ink as O
     image = Image.new("L", (n, n), 0)
     draw = ImageDraw.Draw(image)
     for path in paths:

@@ -132,6 +132,15 @@ def _signal_all(pids: list[int], sig: int) -> None:
             pass
 
 
+_RUNNING: set[subprocess.Popen] = set()
+
+
+def stop_all() -> None:
+    """Kill every job that is still running (an interrupted class run): whole trees, at once."""
+    for proc in list(_RUNNING):
+        _signal_all([proc.pid, *_descendants(proc.pid)], signal.SIGKILL)
+
+
 def supervise(argv: list[str], request: SandboxRequest, name: str, env: dict[str, str] | None = None,
               ) -> SandboxResult:
     """Start `argv` in its own cgroup, enforce the wall clock, and leave no process behind.
@@ -148,6 +157,7 @@ def supervise(argv: list[str], request: SandboxRequest, name: str, env: dict[str
         proc = subprocess.Popen(group.wrap(argv), stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, env=env if env is not None else {},
                                 start_new_session=True, preexec_fn=preexec)
+        _RUNNING.add(proc)
         try:
             proc.wait(timeout=request.timeout)
         except subprocess.TimeoutExpired:
@@ -166,6 +176,7 @@ def supervise(argv: list[str], request: SandboxRequest, name: str, env: dict[str
             _signal_all(left, signal.SIGKILL)
             time.sleep(0.05)
         exit_code = proc.wait()
+        _RUNNING.discard(proc)
         wall = time.monotonic() - start
         peak = group.peak_memory_mb()
         memory_exceeded = group.oom_killed()

@@ -64,3 +64,18 @@ def test_rule_is_found_at_the_marked_line(fixture, form, student, grade):
         assert any(h["severity"] == "error" for h in hits)
         leaks = next(c for c in rec["checks"] if c["id"] == "no-leaks")
         assert leaks["status"] == "fail" and leaks["points"] == 0
+
+
+CLEAN = FIXTURES / "clean"
+
+
+@pytest.mark.parametrize("fixture", sorted(p.name for p in CLEAN.glob("*.py")))
+def test_correct_code_has_no_error_finding(fixture, student, grade):
+    text = (CLEAN / fixture).read_text()
+    aid = header(text, "assignment")
+    folder = student(Path(fixture).stem, {f"{aid}.py": text})
+    code, records = grade("--quick", str(folder))
+    rec = records[(folder.name, aid)]
+    assert rec["status"] == "graded", rec["summary"]
+    assert [f for f in rec["findings"] if f["severity"] == "error"] == []
+    assert next(c for c in rec["checks"] if c["id"] == "no-leaks")["status"] == "pass"

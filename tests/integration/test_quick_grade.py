@@ -75,3 +75,16 @@ def test_process_sandbox_only_on_request_and_warns(root, grade, capfd):
     code, records = grade("--quick", "--sandbox", "process", str(root / "submissions" / "erin"))
     assert records[("erin", "mnist-cnn")]["run"]["sandbox"] == "process"
     assert "isolates nothing" in capfd.readouterr().err
+
+
+def test_unchanged_submissions_are_not_run_twice(root, grade, student):
+    folder = student("repeat", {"mnist-cnn.py": root / "reference" / "mnist-cnn.py"})
+    _, first = grade("--quick", str(folder))
+    _, second = grade("--quick", str(folder))
+    assert second[("repeat", "mnist-cnn")]["created_at"] == first[("repeat", "mnist-cnn")]["created_at"]
+    assert second[("repeat", "mnist-cnn")]["run"] == first[("repeat", "mnist-cnn")]["run"]
+    (folder / "mnist-cnn.py").write_text((folder / "mnist-cnn.py").read_text() + "\n# changed\n")
+    _, third = grade("--quick", str(folder))
+    assert third[("repeat", "mnist-cnn")]["submission"]["files"] != first[("repeat", "mnist-cnn")]["submission"]["files"]
+    _, forced = grade("--quick", "--force", str(folder))
+    assert forced[("repeat", "mnist-cnn")]["run"] != third[("repeat", "mnist-cnn")]["run"]

@@ -75,3 +75,11 @@ def test_cannot_connect_to_a_listener_on_host_loopback(student, grade, tmp_path)
     rec = records[("sneaky", "mnist-cnn")]
     assert rec["status"] == "error"
     assert "connection refused inside the sandbox" in rec["summary"] or "Connection refused" in rec["summary"]
+
+
+def test_memory_limit_kills_the_job_and_says_so(student, grade):
+    folder = student("greedy", {"mnist-cnn.py": HOSTILE / "eats_memory.py"})
+    code, records = grade("--quick", "--memory", "1024", "--timeout", "60", str(folder))
+    rec = records[("greedy", "mnist-cnn")]
+    assert rec["status"] == "memory-limit", rec["summary"]
+    assert rec["run"]["peak_memory_mb"] is None or rec["run"]["peak_memory_mb"] <= 1100
