@@ -7,6 +7,7 @@ a missing start or end, or a sequence gap becomes an entry in `problems`, never 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,23 +78,24 @@ class Evidence:
                 return model
         return None
 
-    def history(self) -> dict[str, list[float]]:
+    def history(self) -> dict[str, list[float | None]]:
         for fit in reversed(self.fits):
             if fit.end and isinstance(fit.end.get("history"), dict):
                 return _float_lists(fit.end["history"])
-        curves: dict[str, list[float]] = {}
+        curves: dict[str, list] = {}
         for epoch in self.epochs:  # a run cut short still has its per-epoch logs
             for key, value in (epoch.get("logs") or {}).items():
                 if isinstance(value, (int, float)):
-                    curves.setdefault(str(key), []).append(float(value))
-        return curves
+                    curves.setdefault(str(key), []).append(value)
+        return _float_lists(curves)
 
 
-def _float_lists(raw: dict) -> dict[str, list[float]]:
+def _float_lists(raw: dict) -> dict[str, list[float | None]]:
+    """Curves as JSON-safe lists: NaN and infinities (a diverged run) become None."""
     out = {}
     for key, values in raw.items():
         if isinstance(values, list) and all(isinstance(v, (int, float)) for v in values):
-            out[str(key)] = [float(v) for v in values]
+            out[str(key)] = [float(v) if math.isfinite(v) else None for v in values]
     return out
 
 

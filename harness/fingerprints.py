@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 SIGNATURE_BANDS = 64
-VERSION = 2  # bump when the signature changes: cached holdout signatures are keyed by it
+VERSION = 3  # bump when the signature changes: cached holdout signatures are keyed by it
 CHUNK = 4096
 TOLERANCE = 4e-3
 
@@ -31,11 +31,12 @@ def signatures(array: np.ndarray) -> np.ndarray:
         block = np.asarray(array[start:start + CHUNK], dtype=np.float32).reshape(-1, flat_size)
         low = block.min(axis=1, keepdims=True)
         span = block.max(axis=1, keepdims=True) - low
-        span[span == 0] = 1.0
+        span[~(span > 0) | ~np.isfinite(span)] = 1.0
+        norm = np.nan_to_num((block - low) / span)  # in [0, 1]: no overflow whatever the scale
         rows = slice(start, start + len(block))
-        out[rows, 0] = ((block.mean(axis=1, keepdims=True) - low) / span)[:, 0]
-        out[rows, 1] = (block.std(axis=1, keepdims=True) / span)[:, 0]
-        out[rows, 2:2 + bands] = (np.add.reduceat(block, starts, axis=1) / sizes - low) / span
+        out[rows, 0] = norm.mean(axis=1)
+        out[rows, 1] = norm.std(axis=1)
+        out[rows, 2:2 + bands] = np.add.reduceat(norm, starts, axis=1) / sizes
     return out
 
 
@@ -45,10 +46,14 @@ def match(probe: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndar
     if len(probe) == 0 or len(reference) == 0:
         return np.empty(0, int), np.empty(0, int)
     from scipy.spatial import cKDTree
-    tree = cKDTree(reference.astype(np.float32))
-    distance, nearest = tree.query(probe.astype(np.float32), k=1, p=np.inf, distance_upper_bound=TOLERANCE)
-    rows = np.flatnonzero(np.isfinite(distance))
-    return rows, nearest[rows].astype(int)
+    ref_ok = np.flatnonzero(np.all(np.isfinite(reference), axis=1))
+    probe_ok = np.flatnonzero(np.all(np.isfinite(probe), axis=1))
+    if not len(ref_ok) or not len(probe_ok):
+        return np.empty(0, int), np.empty(0, int)
+    tree = cKDTree(reference[ref_ok].astype(np.float32))
+    distance, nearest = tree.query(probe[probe_ok].astype(np.float32), k=1, p=np.inf, distance_upper_bound=TOLERANCE)
+    found = np.flatnonzero(np.isfinite(distance))
+    return probe_ok[found], ref_ok[nearest[found]].astype(int)
 
 
 def holdout_signatures(images_file: Path) -> np.ndarray:

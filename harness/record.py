@@ -95,7 +95,7 @@ class Record(Frozen):
     findings: list[Finding]
     model: ModelSummary | None
     metrics: Metrics
-    history: dict[str, list[float]]
+    history: dict[str, list[float | None]] = Field(description="per-epoch curves; None where a value was NaN or infinite")
     run: RunInfo
     submission: SubmissionInfo
     evidence_problems: list[str] = []

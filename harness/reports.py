@@ -58,7 +58,7 @@ def markdown(rec: Record) -> str:
                   "|---" * (len(rec.history) + 1) + "|"]
         epochs = max(len(v) for v in rec.history.values())
         for e in range(epochs):
-            cells = [f"{v[e]:.4f}" if e < len(v) else "" for v in rec.history.values()]
+            cells = [("NaN" if v[e] is None else f"{v[e]:.4f}") if e < len(v) else "" for v in rec.history.values()]
             lines.append(f"| {e + 1} | " + " | ".join(cells) + " |")
         lines.append("")
     if rec.evidence_problems:

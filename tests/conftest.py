@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
+
+import nbformat
 
 import pytest
 
@@ -21,13 +24,17 @@ def assignments():
     return spec.load_all(ROOT / "assignments")
 
 
+def _reject(token: str):
+    raise ValueError(f"record holds {token}, which is not JSON")
+
+
 def run_grade(args: list[str], out: Path) -> tuple[int, dict[tuple[str, str], dict]]:
     """Runs the real `grade` command in-process; returns its exit code and the records by (student, assignment)."""
     from harness.cli import grade_main
     code = grade_main([*args, "--out", str(out), "--assignments", str(ROOT / "assignments")])
     records = {}
     for path in out.glob("*/*.json"):
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(), parse_constant=_reject)  # records are strict JSON: no NaN
         records[(data["student"], data["assignment"])] = data
     return code, records
 
@@ -64,3 +71,31 @@ def data_root(tmp_path_factory, assignments):
     folders = standin.make(spec, tmp_path_factory.mktemp("ox-source"))
     providers.import_folders("ox", folders, providers.dataset_dir("ox", root), spec, "generated-for-tests")
     return root
+
+
+# ---- fixtures whose expected finding location is marked with '# <- finding'
+
+MARK = "# <- finding"
+
+
+def header(text: str, key: str) -> str:
+    return re.search(rf"^# {key}: (\S+)", text, re.M).group(1)
+
+
+def as_notebook(text: str) -> tuple[str, str]:
+    """(notebook JSON, expected location) from a module whose cells are separated by '# %%'."""
+    cells = text.split("# %%\n")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c.strip("\n")) for c in cells])
+    where = None
+    for index, cell in enumerate(nb.cells):
+        for number, line in enumerate(cell.source.splitlines(), 1):
+            if MARK in line:
+                where = f"cell {index + 1}, line {number}"
+    return nbformat.writes(nb), where
+
+
+def module_where(name: str, text: str) -> str:
+    number = next(i for i, line in enumerate(text.splitlines(), 1) if MARK in line)
+    return f"{name}:{number}"
+
+

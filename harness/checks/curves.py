@@ -11,17 +11,18 @@ from harness.record import Finding
 ACCURACY_KEYS = ("accuracy", "acc", "binary_accuracy", "sparse_categorical_accuracy", "categorical_accuracy")
 
 
-def _pair(history: dict[str, list[float]]) -> tuple[list[float], list[float]] | None:
+def _pair(history: dict[str, list[float | None]]) -> tuple[list[float], list[float]] | None:
     for key in ACCURACY_KEYS:
-        if history.get(key) and history.get("val_" + key):
-            return history[key], history["val_" + key]
+        acc, val = history.get(key), history.get("val_" + key)
+        if acc and val and None not in acc and None not in val:
+            return acc, val
     return None
 
 
-def diagnose(history: dict[str, list[float]]) -> list[Finding]:
+def diagnose(history: dict[str, list[float | None]]) -> list[Finding]:
     found: list[Finding] = []
     loss = history.get("loss") or []
-    bad = [i for i, v in enumerate(loss) if not math.isfinite(v)]
+    bad = [i for i, v in enumerate(loss) if v is None or not math.isfinite(v)]
     if bad:
         found.append(Finding(rule="divergence", severity="warning", message=(
             f"The training loss became NaN or infinite at epoch {bad[0] + 1}: training diverged. Lower the learning "
@@ -32,17 +33,17 @@ def diagnose(history: dict[str, list[float]]) -> list[Finding]:
             f"The training loss grew from {min(loss):.3f} to {loss[-1]:.3f}: training is diverging. Lower the "
             f"learning rate.")))
     pair = _pair(history)
-    val_loss = history.get("val_loss") or []
+    val_loss = [v for v in history.get("val_loss") or [] if v is not None]
     if pair:
         acc, val = pair
         n = min(len(acc), len(val))
         acc, val = acc[:n], val[:n]
         if n >= 4:
             half = n // 2
-            stalled = max(val[half:]) - max(val[:half]) < 0.02
+            stalled = max(val[half:]) - max(val[:half]) < 0.03
             gap = acc[-1] - val[-1]
             rising = acc[-1] - acc[half - 1] > 0.02
-            if gap > 0.1 and stalled and rising:
+            if rising and ((gap > 0.1 and stalled) or gap > 0.2):
                 found.append(Finding(rule="overfitting", severity="warning", message=(
                     f"Overfitting: training accuracy climbed to {acc[-1]:.3f} while validation accuracy stalled "
                     f"around {max(val):.3f} from epoch {val.index(max(val)) + 1}. The model memorises the training "

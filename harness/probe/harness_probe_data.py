@@ -55,11 +55,12 @@ def signatures(array):
         block = np.asarray(array[start:start + CHUNK], dtype=np.float32).reshape(-1, flat_size)
         low = block.min(axis=1, keepdims=True)
         span = block.max(axis=1, keepdims=True) - low
-        span[span == 0] = 1.0
+        span[~(span > 0) | ~np.isfinite(span)] = 1.0
+        norm = np.nan_to_num((block - low) / span)  # in [0, 1]: no overflow whatever the scale
         rows = slice(start, start + len(block))
-        out[rows, 0] = ((block.mean(axis=1, keepdims=True) - low) / span)[:, 0]
-        out[rows, 1] = (block.std(axis=1, keepdims=True) / span)[:, 0]
-        out[rows, 2:2 + bands] = (np.add.reduceat(block, starts, axis=1) / sizes - low) / span
+        out[rows, 0] = norm.mean(axis=1)
+        out[rows, 1] = norm.std(axis=1)
+        out[rows, 2:2 + bands] = np.add.reduceat(norm, starts, axis=1) / sizes
     return out
 
 

@@ -2,45 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-import nbformat
 import pytest
 
-from conftest import FIXTURES
+from conftest import FIXTURES, as_notebook, header, module_where
 
 pytestmark = pytest.mark.integration
 LEAKS = FIXTURES / "leaks"
-MARK = "# <- finding"
-
-
-def header(text: str, key: str) -> str:
-    return re.search(rf"^# {key}: (\S+)", text, re.M).group(1)
-
-
-def as_notebook(text: str) -> tuple[str, str]:
-    """(notebook JSON, expected location) from a module whose cells are separated by '# %%'."""
-    cells = text.split("# %%\n")
-    for index, cell in enumerate(cells):
-        lines = cell.splitlines()
-        for number, line in enumerate(lines, 1):
-            if MARK in line:
-                where = f"cell {index + 1}, line {number}"
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c.strip("\n")) for c in cells])
-    # stripping leading newlines moves lines: recompute on the stripped cells
-    for index, cell in enumerate(nb.cells):
-        for number, line in enumerate(cell.source.splitlines(), 1):
-            if MARK in line:
-                where = f"cell {index + 1}, line {number}"
-    return nbformat.writes(nb), where
-
-
-def module_where(name: str, text: str) -> str:
-    number = next(i for i, line in enumerate(text.splitlines(), 1) if MARK in line)
-    return f"{name}:{number}"
-
-
 CASES = sorted(p.name for p in LEAKS.glob("*.py"))
 
 

@@ -26,6 +26,7 @@ def test_healthy_curves_have_no_warning():
 
 def test_nan_loss_is_divergence():
     assert rules({"loss": [2.3, 5.0, float("nan")]}) == ["divergence"]
+    assert rules({"loss": [2.3, 5.0, None]}) == ["divergence"]
 
 
 def test_exploding_loss_is_divergence():

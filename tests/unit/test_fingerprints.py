@@ -51,3 +51,15 @@ def test_sparse_digit_like_images_are_told_apart():
     assert len(rows) <= 2
     rows, refs = fingerprints.match(fingerprints.signatures(base / 255.0), fingerprints.signatures(base[250:]))
     assert set(range(250, 500)) <= set(rows)
+
+
+def test_huge_and_non_finite_values_do_not_break_matching():
+    raw = images(50)
+    huge = raw.astype(np.float64) * 1e35
+    rows, _ = fingerprints.match(fingerprints.signatures(huge), fingerprints.signatures(raw))
+    assert len(rows) == 50
+    broken = raw.astype(np.float32)
+    broken[0, 0, 0] = np.nan
+    broken[1, 0, 0] = np.inf
+    rows, _ = fingerprints.match(fingerprints.signatures(broken), fingerprints.signatures(raw))
+    assert set(range(2, 50)) <= set(rows)
