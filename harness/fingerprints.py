@@ -28,11 +28,12 @@ def signatures(array: np.ndarray) -> np.ndarray:
     sizes = np.diff(np.append(starts, flat_size)).astype(np.float32)
     out = np.zeros((n, 2 + SIGNATURE_BANDS), dtype=np.float16)
     for start in range(0, n, CHUNK):
-        block = np.asarray(array[start:start + CHUNK], dtype=np.float32).reshape(-1, flat_size)
-        low = block.min(axis=1, keepdims=True)
-        span = block.max(axis=1, keepdims=True) - low
-        span[~(span > 0) | ~np.isfinite(span)] = 1.0
-        norm = np.nan_to_num((block - low) / span)  # in [0, 1]: no overflow whatever the scale
+        with np.errstate(over="ignore", invalid="ignore"):  # huge inputs: the normalised values still fit
+            block = np.asarray(array[start:start + CHUNK], dtype=np.float32).reshape(-1, flat_size)
+            low = block.min(axis=1, keepdims=True)
+            span = block.max(axis=1, keepdims=True) - low
+            span[~(span > 0) | ~np.isfinite(span)] = 1.0
+            norm = np.nan_to_num((block - low) / span, nan=0.0, posinf=1.0, neginf=0.0)  # in [0, 1]
         rows = slice(start, start + len(block))
         out[rows, 0] = norm.mean(axis=1)
         out[rows, 1] = norm.std(axis=1)

@@ -94,8 +94,8 @@ def as_notebook(text: str) -> tuple[str, str]:
     return nbformat.writes(nb), where
 
 
-def module_where(name: str, text: str) -> str:
-    number = next(i for i, line in enumerate(text.splitlines(), 1) if MARK in line)
-    return f"{name}:{number}"
+def module_where(name: str, text: str) -> str | None:
+    number = next((i for i, line in enumerate(text.splitlines(), 1) if MARK in line), None)
+    return f"{name}:{number}" if number else None
 
 
