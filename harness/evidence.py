@@ -104,12 +104,19 @@ def _read_jsonl(path: Path, problems: list[str]) -> list[dict[str, Any]]:
         return []
     out = []
     with open(path, "rb") as fh:
-        for number, raw in enumerate(fh, 1):
+        number = 0
+        while True:
+            raw = fh.readline(MAX_LINE + 1)
+            if not raw:
+                break
+            number += 1
             if number > MAX_EVENTS:
                 problems.append(f"{path.name}: more than {MAX_EVENTS} lines; the rest was ignored")
                 break
             if len(raw) > MAX_LINE:
                 problems.append(f"{path.name} line {number}: too long, ignored")
+                while raw and not raw.endswith(b"\n"):  # skip the rest of that line
+                    raw = fh.readline(MAX_LINE + 1)
                 continue
             try:
                 item = json.loads(raw)

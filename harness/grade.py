@@ -26,6 +26,7 @@ from harness.sandbox.base import stop_all
 from harness.spec import LoadedAssignment
 
 KEPT_EVIDENCE = ("events.jsonl", "driver.jsonl", "sig-*.npy", "files-*.json")
+MAX_KEPT_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ def _keep_evidence(prepared: Prepared, result: SandboxResult, target: Path) -> N
     target.mkdir(parents=True, exist_ok=True)
     for pattern in KEPT_EVIDENCE:
         for source in (prepared.job_dir / "evidence").glob(pattern):
-            if source.is_file() and not source.is_symlink():
+            if source.is_file() and not source.is_symlink() and source.stat().st_size < MAX_KEPT_BYTES:
                 shutil.copyfile(source, target / source.name)
     (target / "output-tail.log").write_text(result.output_tail)
 

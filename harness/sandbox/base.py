@@ -28,6 +28,7 @@ class Limits:
     file_size_mb: int = 2048
     workspace_mb: int = 1024
     tmp_mb: int = 1024
+    evidence_mb: int = 2048
     grace_seconds: float = 5.0
 
 
@@ -70,6 +71,7 @@ class SandboxResult:
     peak_memory_mb: float | None
     output_tail: str
     sandbox: str
+    evidence_overflow: bool = False
 
 
 class Sandbox(Protocol):
@@ -124,6 +126,20 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
+def _folder_mb(folder: Path) -> float:
+    total = 0
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                try:
+                    total += entry.stat(follow_symlinks=False).st_size
+                except OSError:
+                    pass
+    except OSError:
+        pass
+    return total / 2**20
+
+
 def _signal_all(pids: list[int], sig: int) -> None:
     for pid in pids:
         try:
@@ -152,15 +168,20 @@ def supervise(argv: list[str], request: SandboxRequest, name: str, env: dict[str
     preexec = set_rlimits(request.limits, nproc=not group.enforced and os.getuid() != 0)
     log = open(request.log, "wb") if request.log else subprocess.DEVNULL
     start = time.monotonic()
-    timed_out = False
+    timed_out = overflowed = False
     try:
         proc = subprocess.Popen(group.wrap(argv), stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, env=env if env is not None else {},
                                 start_new_session=True, preexec_fn=preexec)
         _RUNNING.add(proc)
-        try:
-            proc.wait(timeout=request.timeout)
-        except subprocess.TimeoutExpired:
+        deadline = start + request.timeout
+        while proc.poll() is None and time.monotonic() < deadline and not overflowed:
+            try:
+                proc.wait(timeout=min(0.5, max(0.01, deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                # the evidence folder is a host folder: a job may not fill the disk through it
+                overflowed = _folder_mb(request.job_dir / "evidence") > request.limits.evidence_mb
+        if proc.poll() is None and not overflowed:
             timed_out = True
             tree = group.pids() or _descendants(proc.pid)
             _signal_all(tree, signal.SIGTERM)
@@ -189,8 +210,11 @@ def supervise(argv: list[str], request: SandboxRequest, name: str, env: dict[str
         with open(request.log, "rb") as fh:
             fh.seek(max(0, request.log.stat().st_size - 4000))
             tail = fh.read().decode("utf-8", "replace")
+    if overflowed:
+        tail += f"\n[harness] the job wrote more than {request.limits.evidence_mb} MB of evidence and was stopped\n"
     return SandboxResult(exit_code=exit_code, timed_out=timed_out, memory_exceeded=memory_exceeded,
-                         wall_seconds=round(wall, 3), peak_memory_mb=peak, output_tail=tail, sandbox=name)
+                         wall_seconds=round(wall, 3), peak_memory_mb=peak, output_tail=tail, sandbox=name,
+                         evidence_overflow=overflowed)
 
 
 def set_rlimits(limits: Limits, nproc: bool) -> Callable[[], None]:

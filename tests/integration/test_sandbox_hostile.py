@@ -83,3 +83,14 @@ def test_memory_limit_kills_the_job_and_says_so(student, grade):
     rec = records[("greedy", "mnist-cnn")]
     assert rec["status"] == "memory-limit", rec["summary"]
     assert rec["run"]["peak_memory_mb"] is None or rec["run"]["peak_memory_mb"] <= 1100
+
+
+def test_flooding_the_evidence_folder_is_stopped(student, grade, monkeypatch):
+    from harness.sandbox import base
+    folder = student("flood", {"mnist-cnn.py": HOSTILE / "floods_evidence.py"})
+    original = base.Limits
+    monkeypatch.setattr("harness.run.Limits", lambda **kw: original(**kw, evidence_mb=300))
+    code, records = grade("--quick", "--timeout", "120", str(folder))
+    rec = records[("flood", "mnist-cnn")]
+    assert rec["status"] == "error" and "evidence folder" in rec["summary"], rec["summary"]
+    assert rec["run"]["wall_seconds"] < 60
