@@ -63,13 +63,15 @@ def student(tmp_path):
 
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory, assignments):
-    """A data root with real Fashion-MNIST (Debian's files) and a small generated `ox` folder set."""
+    """A data root with real Fashion-MNIST (Debian's files) and small generated class-folder sets
+    for `ox` and `dogs-vs-cats-small` (noise images: the layout is real, the content is not)."""
     from harness.data import providers, standin
     root = tmp_path_factory.mktemp("data-root")
     providers.prepare("fashion_mnist", root)
-    spec = assignments["ox"].spec.data.model_copy(update={"standin_images_per_class": 6})
-    folders = standin.make(spec, tmp_path_factory.mktemp("ox-source"))
-    providers.import_folders("ox", folders, providers.dataset_dir("ox", root), spec, "generated-for-tests")
+    for aid in ("ox", "dogs-vs-cats-small"):
+        spec = assignments[aid].spec.data.model_copy(update={"standin_images_per_class": 6})
+        folders = standin.make(spec, tmp_path_factory.mktemp(f"{aid}-source"))
+        providers.import_folders(spec.name, folders, providers.dataset_dir(spec.name, root), spec, "generated-for-tests")
     return root
 
 

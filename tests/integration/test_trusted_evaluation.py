@@ -95,3 +95,21 @@ def test_author_machine_path_and_missing_package_get_a_useful_message(student, g
     code, records = grade("--quick", str(kaggle))
     summary = records[("lee", "car-or-truck")]["summary"]
     assert "learntools" in summary and "grading runtime has no module" in summary
+
+
+@pytest.mark.parametrize("aid,classes,runtime", [("ox", {"o", "x"}, "keras3"),
+                                                 ("dogs-vs-cats-small", {"cats", "dogs"}, "legacy")])
+def test_folder_dataset_reference_is_evaluated_on_its_holdout_images(aid, classes, runtime, root, grade,
+                                                                      student, data_root):
+    folder = student(f"ref-{aid}", {f"{aid}.ipynb": root / "reference" / f"{aid}.ipynb"})
+    code, records = grade("--data-root", str(data_root), str(folder))
+    rec = records[(folder.name, aid)]
+    assert rec["status"] == "graded", rec["summary"]
+    assert rec["run"]["runtime"] == runtime
+    metrics = rec["metrics"]
+    assert metrics["holdout_size"] == 12
+    assert metrics["preprocessing"] == "x/255 (ImageDataGenerator(rescale=1/255) on the validation data)"
+    assert sum(map(sum, metrics["confusion_matrix"])) == 12
+    assert set(metrics["per_class_accuracy"]) == classes
+    assert all(m.startswith("h") for m in metrics["misclassified"])
+    assert [f for f in rec["findings"] if f["severity"] == "error"] == []
