@@ -36,8 +36,9 @@ def test_honest_training_is_scored_on_the_official_test_set(student, grade, data
     assert (Path(data_root).parent / "x").exists() is False
 
 
-def test_faked_scores_are_ignored_and_real_accuracy_is_chance(student, grade, data_root, tmp_path):
-    folder = student("liar", {"fashion-mnist-cnn.py": EVAL / "lies_about_accuracy.py"})
+def test_faked_scores_are_ignored_and_real_accuracy_is_chance(student, grade, data_root, tmp_path, root):
+    # the sample student mallory: learning rate 0, patched evaluate/predict, "Test accuracy: 1.0", fake files
+    folder = student("liar", {"fashion-mnist-cnn.py": root / "submissions" / "mallory" / "fashion-mnist-cnn.py"})
     code, records = grade("--data-root", str(data_root), str(folder))
     rec = records[("liar", "fashion-mnist-cnn")]
     assert rec["metrics"]["holdout_accuracy"] < 0.3, rec["metrics"]
