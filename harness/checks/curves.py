@@ -8,6 +8,7 @@ import math
 from harness.checks import Context, Outcome, register
 from harness.record import Finding
 
+EXPLODED = 1e4  # no cross-entropy of a sane model comes near this
 ACCURACY_KEYS = ("accuracy", "acc", "binary_accuracy", "sparse_categorical_accuracy", "categorical_accuracy")
 
 
@@ -28,7 +29,12 @@ def diagnose(history: dict[str, list[float | None]]) -> list[Finding]:
             f"The training loss became NaN or infinite at epoch {bad[0] + 1}: training diverged. Lower the learning "
             f"rate, check the input scaling (pixels /255) and the labels.")))
         return found
-    if len(loss) >= 3 and loss[-1] > 3 * min(loss) and loss[-1] > loss[0]:
+    if loss and max(loss) > EXPLODED:
+        epoch = max(range(len(loss)), key=loss.__getitem__)
+        found.append(Finding(rule="divergence", severity="warning", message=(
+            f"The training loss exploded to {loss[epoch]:.3g} at epoch {epoch + 1}: the weights blew up. Lower the "
+            f"learning rate and check the input scaling (pixels /255).")))
+    elif len(loss) >= 3 and loss[-1] > 3 * min(loss) and loss[-1] > loss[0]:
         found.append(Finding(rule="divergence", severity="warning", message=(
             f"The training loss grew from {min(loss):.3f} to {loss[-1]:.3f}: training is diverging. Lower the "
             f"learning rate.")))

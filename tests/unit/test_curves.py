@@ -31,6 +31,8 @@ def test_nan_loss_is_divergence():
 
 def test_exploding_loss_is_divergence():
     assert "divergence" in rules({"loss": [2.3, 1.0, 40.0, 900.0]})
+    # blown-up weights, then a dead network at chance level: still divergence
+    assert rules({"loss": [1.5e35, 2.49, 2.53]}) == ["divergence"]
 
 
 def test_validation_far_above_training():
