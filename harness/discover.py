@@ -39,16 +39,15 @@ def _is_student_folder(folder: Path, assignments: dict[str, LoadedAssignment]) -
 
 def student_jobs(folder: Path, assignments: dict[str, LoadedAssignment]) -> list[Job]:
     student = folder.name
-    jobs, used = [], set()
+    jobs = []
     for aid, loaded in assignments.items():
         for name in loaded.spec.entry_names():
             if (folder / name).is_file():
                 jobs.append(Job(student, aid, folder, folder / name))
-                used.add(name)
                 break
     if jobs:
         return jobs
-    files = [p for p in _candidates(folder) if p.name not in used]
+    files = _candidates(folder)
     if not files:
         return [Job(student, UNKNOWN, folder, None,
                     problem=f"{folder}: no notebook or module was handed in. Name it "

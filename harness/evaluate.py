@@ -55,15 +55,6 @@ def _scale_from_range(low: float | None, high: float | None) -> str | None:
     return "none"
 
 
-def _first_array(desc: dict | None) -> dict | None:
-    if not isinstance(desc, dict):
-        return None
-    if desc.get("kind") == "tuple":
-        items = desc.get("items") or []
-        return items[0] if items and isinstance(items[0], dict) else None
-    return desc
-
-
 def infer_preprocessing(loaded: LoadedAssignment, ev: Evidence) -> Preprocessing:
     """The preprocessing the submission used for its validation data (else its training data)."""
     pinned = loaded.spec.data.preprocessing
@@ -72,7 +63,7 @@ def infer_preprocessing(loaded: LoadedAssignment, ev: Evidence) -> Preprocessing
         return Preprocessing(pinned, default_interp, "pinned by the assignment")
     for fit in reversed(ev.fits):
         for role in ("validation_data", "x"):
-            desc = _first_array(fit.start.get(role))
+            desc = fit.data(role)
             if not desc:
                 continue
             what = "validation data" if role == "validation_data" else "training data"
@@ -96,7 +87,7 @@ def infer_preprocessing(loaded: LoadedAssignment, ev: Evidence) -> Preprocessing
 def _class_map(ev: Evidence, classes: list[str]) -> list[int] | None:
     """Model output index → holdout class index, from the class_indices the submission trained with."""
     for fit in reversed(ev.fits):
-        desc = _first_array(fit.start.get("x"))
+        desc = fit.data("x")
         indices = desc.get("class_indices") if isinstance(desc, dict) else None
         if isinstance(indices, dict) and sorted(indices) == sorted(classes):
             mapping = [0] * len(classes)

@@ -24,6 +24,14 @@ class Fit:
     error: dict[str, Any] | None = None
     built_model: dict[str, Any] | None = None
 
+    def data(self, role: str) -> dict[str, Any] | None:
+        """What this fit got as `role` ("x" or "validation_data"): the first item of an (x, y) tuple."""
+        desc = self.start.get(role)
+        if isinstance(desc, dict) and desc.get("kind") == "tuple":
+            items = desc.get("items") or []
+            return items[0] if items and isinstance(items[0], dict) else None
+        return desc if isinstance(desc, dict) else None
+
     @property
     def model(self) -> dict[str, Any] | None:
         if self.end and self.end.get("model"):

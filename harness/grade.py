@@ -80,13 +80,12 @@ def _entry_problem(entry: Path) -> str | None:
     return None
 
 
-def _status(ctx: checks.Context, quick: bool) -> str:
+def _status(ctx: checks.Context, quick: bool, what: str | None) -> str:
     result, ev = ctx.result, ctx.evidence
     if result.timed_out:
         return "timeout"
     if result.memory_exceeded:
         return "memory-limit"
-    what, _ = checks.builtin.ending(ctx)
     if what is not None:
         return "error"
     if not ev.fits and ev.last_model() is None:
@@ -96,8 +95,7 @@ def _status(ctx: checks.Context, quick: bool) -> str:
     return "graded"
 
 
-def _summary(status: str, checked: list[Check], ctx: checks.Context) -> str:
-    what, where = checks.builtin.ending(ctx)
+def _summary(status: str, checked: list[Check], what: str | None, where: str | None) -> str:
     head = {
         "graded": "Graded.",
         "timeout": "The run hit the time limit.",
@@ -157,12 +155,13 @@ def grade_job(job: Job, assignments: dict[str, LoadedAssignment], sandbox: Sandb
                              evaluation=evaluation, entry=prepared.stage / job.entry.relative_to(job.folder),
                              holdout_signatures=_holdout_signatures(loaded, options))
         checked, findings = checks.run_all(ctx)
-    status = _status(ctx, options.quick)
+    what, where = checks.builtin.ending(ctx)
+    status = _status(ctx, options.quick, what)
     counted = [c for c in checked if c.status != "skip"]
     return Record(
         harness_version=__version__, created_at=_now(), student=job.student, assignment=job.assignment,
         status=status, score=round(sum(c.points for c in counted), 2),
-        max_score=round(sum(c.max_points for c in counted), 2), summary=_summary(status, checked, ctx),
+        max_score=round(sum(c.max_points for c in counted), 2), summary=_summary(status, checked, what, where),
         checks=checked, findings=findings, model=_model(ev),
         metrics=evaluation.metrics if evaluation else Metrics(claimed_accuracy=claimed_accuracy(ev)),
         history=ev.history(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.record import Record, write_atomic
+from harness.text import number, shape
 
 STATUS_WORDS = {
     "graded": "graded",
@@ -17,16 +18,12 @@ STATUS_WORDS = {
 MARK = {"pass": "passed", "fail": "FAILED", "error": "ERROR", "skip": "skipped"}
 
 
-def _shape(shape) -> str:
-    if not isinstance(shape, list):
-        return "?"
-    if shape and isinstance(shape[0], list):
-        return ", ".join(_shape(s) for s in shape)
-    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+def _shape(value) -> str:
+    return shape(value, missing="?")
 
 
 def _n(value) -> str:
-    return f"{value:,}" if isinstance(value, int) else "?"
+    return number(value, missing="?")
 
 
 def markdown(rec: Record) -> str:

@@ -7,6 +7,7 @@ arrays, `lr=` keyword arguments, and overlapping `tfds` split strings.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -47,6 +48,16 @@ def _parse(source: str) -> ast.AST | None:
 
 
 def units(entry: Path) -> list[Unit]:
+    """Parsed code of a submission (cached: several checks read the same job's code)."""
+    try:
+        stat = entry.stat()
+    except OSError:
+        return []
+    return _units(entry, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _units(entry: Path, mtime_ns: int, size: int) -> list[Unit]:
     out = []
     if entry.suffix == ".ipynb":
         try:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.spec import ExpectedLayer, ExpectedModel
+from harness.text import number, shape
 
 WHY_KEYS = ("units", "filters", "kernel_size", "strides", "padding", "pool_size", "rate", "activation",
             "use_bias", "target_shape")
@@ -28,18 +29,6 @@ class Verdict:
     @property
     def exact(self) -> bool:
         return not self.differences
-
-
-def _n(value: Any) -> str:
-    return f"{value:,}" if isinstance(value, int) else str(value)
-
-
-def _shape(shape: Any) -> str:
-    if not isinstance(shape, list):
-        return str(shape)
-    if shape and isinstance(shape[0], list):
-        return ", ".join(_shape(s) for s in shape)
-    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
 
 
 def _label(position: int, layer: dict[str, Any]) -> str:
@@ -67,10 +56,10 @@ def _compare_layer(position: int, expected: ExpectedLayer, actual: dict[str, Any
     problems = []
     params = actual.get("params")
     if expected.params is not None and params != expected.params:
-        problems.append(f"{_n(params)} params where {_n(expected.params)} were expected")
+        problems.append(f"{number(params)} params where {number(expected.params)} were expected")
     if check_shapes and expected.output_shape is not None and actual.get("output_shape") != expected.output_shape:
-        problems.append(f"output shape {_shape(actual.get('output_shape'))} where "
-                        f"{_shape(expected.output_shape)} was expected")
+        problems.append(f"output shape {shape(actual.get('output_shape'))} where "
+                        f"{shape(expected.output_shape)} was expected")
     if not problems:
         why = _why(expected, actual)
         return [f"{_label(position, actual)} differs from the reference: {', '.join(why)}"] if why else []
@@ -116,9 +105,9 @@ def compare(expected: ExpectedModel, actual: dict[str, Any], check_shapes: bool 
     trainable = actual.get("trainable_params")
     totals_match = total == expected.total_params and trainable == expected.trainable_params
     if total != expected.total_params:
-        differences.append(f"total params {_n(total)} where {_n(expected.total_params)} were expected")
+        differences.append(f"total params {number(total)} where {number(expected.total_params)} were expected")
     elif trainable != expected.trainable_params:
-        differences.append(f"trainable params {_n(trainable)} where {_n(expected.trainable_params)} were expected")
+        differences.append(f"trainable params {number(trainable)} where {number(expected.trainable_params)} were expected")
     return Verdict(matched_layers=matched, expected_layers=len(want), actual_layers=len(layers),
                    totals_match=totals_match, differences=differences)
 
@@ -126,12 +115,12 @@ def compare(expected: ExpectedModel, actual: dict[str, Any], check_shapes: bool 
 def _extra(j: int, layers: list[dict[str, Any]]) -> str:
     layer = layers[j]
     after = f" after {_label(j, layers[j - 1])}" if j > 0 else " at the start"
-    return f"extra {layer.get('type')} ({_n(layer.get('params'))} params){after}: the reference has no such layer"
+    return f"extra {layer.get('type')} ({number(layer.get('params'))} params){after}: the reference has no such layer"
 
 
 def _missing(want: ExpectedLayer, j: int, layers: list[dict[str, Any]]) -> str:
     after = f" after {_label(j, layers[j - 1])}" if j > 0 else " at the start"
-    return f"missing {want.type} ({_n(want.params)} params){after}"
+    return f"missing {want.type} ({number(want.params)} params){after}"
 
 
 def points(verdict: Verdict, max_points: float, partial_credit: str) -> float:

@@ -33,22 +33,6 @@ def augmentations(generator: dict[str, Any] | None) -> list[str]:
     return out
 
 
-def _validation(fit_start: dict) -> dict | None:
-    vd = fit_start.get("validation_data")
-    if isinstance(vd, dict) and vd.get("kind") == "tuple":
-        items = vd.get("items") or []
-        return items[0] if items and isinstance(items[0], dict) else None
-    return vd if isinstance(vd, dict) else None
-
-
-def _x(fit_start: dict) -> dict | None:
-    x = fit_start.get("x")
-    if isinstance(x, dict) and x.get("kind") == "tuple":
-        items = x.get("items") or []
-        return items[0] if items and isinstance(items[0], dict) else None
-    return x if isinstance(x, dict) else None
-
-
 def _origin_where(ctx: Context, desc: dict, fallback: Any) -> str | None:
     origin = desc.get("origin") if isinstance(desc, dict) else None
     where = origin.get("where") if isinstance(origin, dict) else None
@@ -80,7 +64,7 @@ def _load_hashes(ctx: Context, desc: dict | None) -> dict[str, str]:
 def augmented_validation(ctx: Context) -> list[Finding]:
     found = []
     seen = set()
-    sources = [(f.start, _validation(f.start), "validation data") for f in ctx.evidence.fits]
+    sources = [(f.start, f.data("validation_data"), "validation data") for f in ctx.evidence.fits]
     sources += [(e, e.get("x"), "test data passed to evaluate") for e in ctx.evidence.events
                 if e.get("kind") == "evaluate"]
     for event, desc, role in sources:
@@ -126,7 +110,7 @@ def test_in_training(ctx: Context) -> list[Finding]:
         return found
     size = len(ctx.holdout_signatures)
     for fit in ctx.evidence.fits:
-        _, distinct = _holdout_matches(ctx, _x(fit.start))
+        _, distinct = _holdout_matches(ctx, fit.data("x"))
         if distinct >= max(10, int(0.001 * size)):
             found.append(Finding(
                 rule="test-in-training", severity="error", where=ctx.evidence.where(fit.start.get("where")),
@@ -141,7 +125,7 @@ def test_for_selection(ctx: Context) -> list[Finding]:
     if ctx.holdout_signatures is None:
         return found
     for fit in ctx.evidence.fits:
-        desc = _validation(fit.start)
+        desc = fit.data("validation_data")
         rows, _ = _holdout_matches(ctx, desc)
         total = (desc or {}).get("shape", [0])[0] if isinstance((desc or {}).get("shape"), list) else 0
         if not total or rows < 0.5 * total:
@@ -168,7 +152,7 @@ def test_for_selection(ctx: Context) -> list[Finding]:
 def split_overlap(ctx: Context) -> list[Finding]:
     found = []
     for fit in ctx.evidence.fits:
-        x, val = _x(fit.start), _validation(fit.start)
+        x, val = fit.data("x"), fit.data("validation_data")
         where = ctx.evidence.where(fit.start.get("where"))
         count, total = 0, 0
         a, b = _load_signatures(ctx, x), _load_signatures(ctx, val)

@@ -158,14 +158,8 @@ def create(limits) -> NullGroup:
     """The strongest group this machine allows for one job."""
     if os.environ.get("HARNESS_NO_CGROUPS") == "1":
         return NullGroup()
-    for kind in (V1Group, V2Group):
-        try:
-            if kind is V1Group and not (CGROUP_ROOT / "memory" / "memory.limit_in_bytes").exists() \
-                    and not (CGROUP_ROOT / "memory").is_dir():
-                continue
-            if kind is V2Group and not (CGROUP_ROOT / "cgroup.controllers").exists():
-                continue
-            return kind(limits.memory_mb, limits.processes)
-        except (OSError, ValueError):
-            continue
-    return NullGroup()
+    kind = V2Group if (CGROUP_ROOT / "cgroup.controllers").exists() else V1Group
+    try:
+        return kind(limits.memory_mb, limits.processes)
+    except (OSError, ValueError):  # no root, a read-only cgroupfs, no such controller
+        return NullGroup()

@@ -33,7 +33,6 @@ def test_honest_training_is_scored_on_the_official_test_set(student, grade, data
     assert rec["history"]["loss"] and len(rec["history"]["val_accuracy"]) == 2
     assert rec["run"]["evaluation_seconds"] > 0
     assert check(rec, "completes")["status"] == "pass"
-    assert (Path(data_root).parent / "x").exists() is False
 
 
 def test_faked_scores_are_ignored_and_real_accuracy_is_chance(student, grade, data_root, tmp_path, root):
