@@ -17,8 +17,8 @@ def ending(ctx: Context) -> tuple[str | None, str | None]:
     """(what stopped the run, where) in plain words, or (None, None) when it ran to the end."""
     result, ev = ctx.result, ctx.evidence
     if result.timed_out:
-        return f"it was stopped after the time limit of {ctx.assignment.spec.quick_timeout_seconds if ctx.quick else ctx.assignment.spec.timeout_seconds} s", None
-    if getattr(result, "evidence_overflow", False):
+        return f"it was stopped after the time limit of {result.timeout_seconds:g} s", None
+    if result.evidence_overflow:
         return "it wrote more data into the grader's evidence folder than allowed and was stopped", None
     if result.memory_exceeded:
         return "it used more memory than the limit allows", None

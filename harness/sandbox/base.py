@@ -72,6 +72,7 @@ class SandboxResult:
     output_tail: str
     sandbox: str
     evidence_overflow: bool = False
+    timeout_seconds: float | None = None
 
 
 class Sandbox(Protocol):
@@ -214,7 +215,7 @@ def supervise(argv: list[str], request: SandboxRequest, name: str, env: dict[str
         tail += f"\n[harness] the job wrote more than {request.limits.evidence_mb} MB of evidence and was stopped\n"
     return SandboxResult(exit_code=exit_code, timed_out=timed_out, memory_exceeded=memory_exceeded,
                          wall_seconds=round(wall, 3), peak_memory_mb=peak, output_tail=tail, sandbox=name,
-                         evidence_overflow=overflowed)
+                         evidence_overflow=overflowed, timeout_seconds=request.timeout)
 
 
 def set_rlimits(limits: Limits, nproc: bool) -> Callable[[], None]:
