@@ -54,6 +54,8 @@ class Evidence:
     problems: list[str] = field(default_factory=list)
     cell_index: dict[int, int] = field(default_factory=dict)
     folder: Path | None = None
+    training_loops: list[dict[str, Any]] = field(default_factory=list)  # steps outside fit: GradientTape, train_on_batch
+    graph_file: Path | None = None  # the saved model as a TensorFlow graph (Lambda / custom layers)
 
     def file(self, name: object) -> Path | None:
         """An evidence file the probe named (signatures, file hashes), if it is a plain file here."""
@@ -80,6 +82,10 @@ class Evidence:
         for fit in reversed(self.fits):
             if fit.model and fit.model.get("layers") is not None:
                 return fit.model
+        for event in reversed(self.events):  # a custom training loop: the model the probe saved or saw train
+            model = event.get("model") if event.get("kind") in ("model_saved", "training_loop") else None
+            if isinstance(model, dict) and model.get("layers") is not None:
+                return model
         for compiled in reversed(self.compiles):
             model = compiled.get("model")
             if model and model.get("built"):
@@ -180,6 +186,8 @@ def read(evidence_dir: Path) -> Evidence:
 
     model_file = evidence_dir / "model.keras"
     saved = any(e.get("kind") == "model_saved" for e in events)
+    graph_file = evidence_dir / "model-graph.zip"
+    graph_saved = any(e.get("kind") == "model_graph_saved" for e in events)
     return Evidence(
         events=events,
         driver=driver,
@@ -192,4 +200,6 @@ def read(evidence_dir: Path) -> Evidence:
         problems=problems,
         cell_index=cell_index,
         folder=evidence_dir,
+        training_loops=[e for e in events if e.get("kind") == "training_loop"],
+        graph_file=graph_file if graph_saved and graph_file.is_file() and not graph_file.is_symlink() else None,
     )

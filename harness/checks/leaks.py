@@ -281,7 +281,7 @@ def evidence_missing(ctx: Context) -> list[Finding]:
         found.append(Finding(rule="evidence-missing", severity="error",
                              message="The grader's recorder did not run inside this submission (it was removed or "
                                      "disabled), so nothing it did can be certified."))
-    elif ended_normally and not ev.fits and not ctx.quick:
+    elif ended_normally and not ev.fits and not ev.training_loops and not ctx.quick:
         found.append(Finding(rule="evidence-missing", severity="error",
                              message="The run finished but the grader saw no call to fit: either the model was "
                                      "never trained or the training was hidden from the grader."))

@@ -9,7 +9,23 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
+import zipfile
+
+GRAPH_FILE = "model-graph.zip"  # beside the model: the probe's export of it as a TensorFlow graph
+MAX_GRAPH_BYTES = 4 * 2**30
+# Keras's directory iterators (ImageDataGenerator.flow_from_directory, load_img) resize with PIL;
+# image_dataset_from_directory and tf.data pipelines with tf.image.resize.
+PIL_METHODS = ("nearest", "bilinear", "bicubic", "hamming", "box", "lanczos")
+TF_METHODS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian", "mitchellcubic")
+# Graph ops that read or write files or call back into Python: never run on the grader's side.
+DENIED_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc", "ReadFile", "WriteFile", "MatchingFiles",
+              "ImmutableConst", "LoadAndRemapMatrix", "Save", "SaveV2", "SaveSlices", "MergeV2Checkpoints",
+              "Restore", "RestoreV2", "RestoreSlice", "DeleteFile"}
+DENIED_OP_PARTS = ("File", "Reader", "Summary", "Dataset", "PyFunc", "Socket")
+PASS_THROUGH = {"Dropout", "Flatten", "Reshape", "Identity", "ActivityRegularization", "SpatialDropout1D",
+                "SpatialDropout2D", "GaussianDropout", "GaussianNoise", "AlphaDropout"}
 
 
 def status(out, **data):
@@ -17,10 +33,50 @@ def status(out, **data):
         json.dump(data, fh)
 
 
+def resize_method(interpolation):
+    """('pil' | 'tf', method) from 'pil:nearest', 'tf:area' or a bare name (PIL's when PIL has it)."""
+    library, sep, method = str(interpolation).partition(":")
+    if not sep:
+        library, method = "", library
+    method = method.lower()
+    if not library:
+        library = "pil" if method in PIL_METHODS else "tf"
+    if (library, method) not in [("pil", m) for m in PIL_METHODS] + [("tf", m) for m in TF_METHODS]:
+        raise ValueError("unknown interpolation %r" % interpolation)
+    return library, method
+
+
 def load_images(folder, ids, size, channels, interpolation):
+    """The holdout images at the model's input size, resized the way the submission's own
+    pipeline resized its images (PIL or tf.image.resize, with its interpolation)."""
+    library, method = resize_method(interpolation)
+    if library == "tf":
+        return load_images_tf(folder, ids, size, channels, method)
+    return load_images_pil(folder, ids, size, channels, method)
+
+
+def load_images_tf(folder, ids, size, channels, method):
+    """As keras's image_dataset_from_directory: decode_image, then tf.image.resize (always)."""
+    import numpy as np
+    import tensorflow as tf
+    paths = [os.path.join(folder, ident) for ident in ids]
+    if not paths:
+        return np.empty((0, size[0], size[1], channels), dtype=np.float32)
+
+    def load(path):
+        img = tf.image.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+        return tf.cast(tf.image.resize(img, size, method=method), tf.float32)
+
+    dataset = tf.data.Dataset.from_tensor_slices(paths).map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(256)
+    return np.concatenate([batch.numpy() for batch in dataset]).astype(np.float32)
+
+
+def load_images_pil(folder, ids, size, channels, method):
+    """As keras's load_img (directory iterators): PIL convert, then resize when the size differs."""
     import numpy as np
     from PIL import Image
-    resample = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}[interpolation]
+    resample = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
+                "hamming": Image.HAMMING, "box": Image.BOX, "lanczos": Image.LANCZOS}[method]
     mode = "L" if channels == 1 else "RGB"
     batch = np.empty((len(ids), size[0], size[1], channels), dtype=np.float32)
     for i, ident in enumerate(ids):
@@ -31,6 +87,164 @@ def load_images(folder, ids, size, channels, interpolation):
             arr = np.asarray(img, dtype=np.float32)
         batch[i] = arr.reshape(size[0], size[1], channels)
     return batch
+
+
+class LoadFailed(Exception):
+    """The model could not be loaded safely, nor its exported graph used."""
+
+    def __init__(self, error, message, graph_error=None):
+        super().__init__(message)
+        self.error, self.message, self.graph_error = error, message, graph_error
+
+
+class KerasModel:
+    how = "keras"
+
+    def __init__(self, model):
+        self.model = model
+        self.input_shape = [None if d is None else int(d) for d in model.inputs[0].shape]
+
+    def predict(self, x, batch_size):
+        return self.model.predict(x, batch_size=batch_size, verbose=0)
+
+
+class GraphModel:
+    """A SavedModel's serving signature, run with TensorFlow graph ops only: no Keras
+    deserialisation, none of the submission's Python (a Lambda was traced in the student's sandbox)."""
+    how = "graph"
+
+    def __init__(self, folder):
+        import tensorflow as tf
+        loaded = tf.saved_model.load(folder)
+        signature = loaded.signatures.get("serving_default")
+        if signature is None:
+            raise ValueError("the exported graph has no serving signature")
+        ops = graph_ops(signature)
+        denied = sorted(op for op in ops if op in DENIED_OPS or any(part in op for part in DENIED_OP_PARTS))
+        if denied:
+            raise ValueError("the exported graph uses operations that touch files or run Python: "
+                             + ", ".join(denied[:10]))
+        _, inputs = signature.structured_input_signature
+        if len(inputs) != 1 or len(signature.structured_outputs) != 1:
+            raise ValueError("the exported graph has %d inputs and %d outputs; one image input and one "
+                             "output are expected" % (len(inputs), len(signature.structured_outputs)))
+        (self._input, spec), = inputs.items()
+        self._output = next(iter(signature.structured_outputs))
+        self._dtype = spec.dtype
+        self._signature, self._keep = signature, loaded
+        self.input_shape = [None if d is None else int(d) for d in spec.shape]
+
+    def predict(self, x, batch_size):
+        import numpy as np
+        import tensorflow as tf
+        out = [self._signature(**{self._input: tf.constant(x[i:i + batch_size], dtype=self._dtype)})[self._output]
+               .numpy() for i in range(0, len(x), batch_size)]
+        return np.concatenate(out) if out else np.empty((0,), dtype=np.float32)
+
+
+def graph_ops(signature):
+    """Every op type in a concrete function's graph and in the functions it calls."""
+    graph = signature.graph
+    ops = {op.type for op in graph.get_operations()}
+    for function in graph.as_graph_def().library.function:
+        ops.update(node.op for node in function.node_def)
+    return ops
+
+
+def extract_graph(archive, target):
+    with zipfile.ZipFile(archive) as zf:
+        infos = zf.infolist()
+        if sum(i.file_size for i in infos) > MAX_GRAPH_BYTES:
+            raise ValueError("the exported graph is larger than %d bytes" % MAX_GRAPH_BYTES)
+        for info in infos:
+            name = os.path.normpath(info.filename)
+            if os.path.isabs(name) or name.startswith(".."):
+                raise ValueError("the exported graph has a file outside its folder: %r" % info.filename)
+        zf.extractall(target)
+    return target
+
+
+def load_model_or_graph(keras, path):
+    """The model loaded by Keras with safe_mode=True; when Keras refuses it (a Lambda layer, a layer
+    class defined in the submission), the graph the probe exported beside it (`model-graph.zip`)."""
+    try:
+        return KerasModel(keras.models.load_model(path, compile=False, safe_mode=True))
+    except Exception as exc:
+        error, message = type(exc).__name__, str(exc)[:2000]
+    graph = os.path.join(os.path.dirname(path), GRAPH_FILE)
+    if not os.path.isfile(graph):
+        raise LoadFailed(error, message)
+    try:
+        return GraphModel(extract_graph(graph, tempfile.mkdtemp(prefix="graph-")))
+    except Exception as exc:
+        raise LoadFailed(error, message, "%s: %s" % (type(exc).__name__, str(exc)[:1000]))
+
+
+def archive_config(path):
+    """The model's config.json from a .keras archive, read as plain JSON (nothing is executed)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return json.loads(zf.read("config.json"))
+    except Exception:
+        return None
+
+
+def _activation_name(value):
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):  # Keras 3 serialises some activations as {"class_name": "function", "config": name}
+        config = value.get("config")
+        if value.get("module") in ("keras.activations", "keras.src.activations.activations") and isinstance(config, str):
+            return config
+    return None
+
+
+def output_activation(config):
+    """The activation of the model's output layer, from its saved config: 'sigmoid', 'softmax',
+    'linear', ... or None when it cannot be told (a Lambda or custom layer, several outputs)."""
+    if not isinstance(config, dict):
+        return None
+    kind, inner = config.get("class_name"), config.get("config")
+    if not isinstance(inner, dict):
+        return None
+    if kind in ("Activation",) or "activation" in inner and kind not in ("Sequential", "Functional", "Model"):
+        return _activation_name(inner.get("activation"))
+    if kind == "Softmax":
+        return "softmax"
+    if kind == "ReLU":
+        return "relu"
+    layers = inner.get("layers")
+    if not isinstance(layers, list) or not layers:
+        return None
+    if kind == "Sequential":
+        for layer in reversed(layers):
+            if isinstance(layer, dict) and layer.get("class_name") not in PASS_THROUGH | {"InputLayer"}:
+                return output_activation(layer)
+        return None
+    outputs = inner.get("output_layers")
+    if isinstance(outputs, list) and outputs and isinstance(outputs[0], str):
+        outputs = [outputs]  # Keras 3 writes a single output as ["name", 0, 0]
+    if not isinstance(outputs, list) or len(outputs) != 1 or not isinstance(outputs[0], list) or not outputs[0]:
+        return None
+    name = outputs[0][0]
+    for layer in layers:
+        if isinstance(layer, dict) and (layer.get("name") == name or (layer.get("config") or {}).get("name") == name):
+            return output_activation(layer)
+    return None
+
+
+def archive_layers(config):
+    """The layer table a config describes (type and name, nested models flattened one level):
+    what can be said about a model that is scored as a graph."""
+    inner = config.get("config") if isinstance(config, dict) else None
+    layers = inner.get("layers") if isinstance(inner, dict) else None
+    out = []
+    for layer in layers if isinstance(layers, list) else []:
+        if not isinstance(layer, dict) or layer.get("class_name") == "InputLayer":
+            continue
+        conf = layer.get("config") if isinstance(layer.get("config"), dict) else {}
+        out.append({"type": str(layer.get("class_name")), "name": str(conf.get("name", layer.get("name", "")))})
+    return out
 
 
 def main():
@@ -54,12 +268,14 @@ def main():
 
     start = time.perf_counter()
     try:
-        model = keras.models.load_model(args.model, compile=False, safe_mode=True)
-    except Exception as exc:
-        status(args.out, ok=False, stage="load", error=type(exc).__name__, message=str(exc)[:2000])
+        model = load_model_or_graph(keras, args.model)
+    except LoadFailed as exc:
+        status(args.out, ok=False, stage="load", error=exc.error, message=exc.message, graph_error=exc.graph_error,
+               graph=os.path.isfile(os.path.join(os.path.dirname(args.model), GRAPH_FILE)))
         sys.exit(3)
+    config = archive_config(args.model)
     loaded = time.perf_counter()
-    shape = [d for d in model.inputs[0].shape]
+    shape = model.input_shape
     with open(args.ids) as fh:
         ids = json.load(fh)
     array_file = os.path.join(args.images, "images.npy")
@@ -71,14 +287,18 @@ def main():
             status(args.out, ok=False, stage="input", error="InputShape",
                    message=f"the model expects input of shape {shape}, not images")
             sys.exit(3)
-        x = load_images(args.images, ids, (int(shape[1]), int(shape[2])), int(shape[3]), args.interpolation)
+        try:
+            x = load_images(args.images, ids, (int(shape[1]), int(shape[2])), int(shape[3]), args.interpolation)
+        except ValueError as exc:
+            status(args.out, ok=False, stage="input", error=type(exc).__name__, message=str(exc)[:2000])
+            sys.exit(3)
     if args.scale == "x/255":
         x = x / 255.0
     elif args.scale == "x/127.5-1":
         x = x / 127.5 - 1.0
     prepared = time.perf_counter()
     try:
-        predictions = model.predict(x, batch_size=args.batch_size, verbose=0)
+        predictions = model.predict(x, batch_size=args.batch_size)
     except Exception as exc:
         status(args.out, ok=False, stage="predict", error=type(exc).__name__, message=str(exc)[:2000])
         sys.exit(3)
@@ -90,7 +310,9 @@ def main():
     np.save(os.path.join(args.out, "predictions.npy"), np.asarray(predictions))
     status(args.out, ok=True, n=len(x), load_seconds=round(loaded - start, 3),
            prepare_seconds=round(prepared - loaded, 3), predict_seconds=round(done - prepared, 3),
-           input_shape=[None if d is None else int(d) for d in shape])
+           input_shape=[None if d is None else int(d) for d in shape], scored_with=model.how,
+           output_activation=output_activation(config),
+           archive_layers=archive_layers(config) if model.how == "graph" else None)
 
 
 if __name__ == "__main__":

@@ -147,7 +147,8 @@ def _wrap_creation(original, what):
         result = original(*args, **kwargs)
         try:
             info = {"what": what, "where": core._where()}
-            for key in ("subset", "seed", "validation_split", "shuffle", "image_size", "target_size"):
+            for key in ("subset", "seed", "validation_split", "shuffle", "image_size", "target_size",
+                        "interpolation", "crop_to_aspect_ratio", "pad_to_aspect_ratio", "color_mode"):
                 if key in kwargs and core._plain(kwargs[key]) is not None:
                     info[key] = core._plain(kwargs[key])
             directory = args[0] if args else kwargs.get("directory")
