@@ -54,8 +54,8 @@ class Evaluation:
 def _scale_from_range(low: float | None, high: float | None) -> str | None:
     if low is None or high is None:
         return None
-    if high <= 1.0 + 1e-6:
-        return "x/127.5-1" if low < -1e-6 else "x/255"
+    if high <= 2.0:  # scaled pixels; lanczos / bicubic resizing overshoots [0, 1] a little
+        return "x/127.5-1" if low < -0.5 else "x/255"
     return "none"
 
 
@@ -86,6 +86,16 @@ def infer_preprocessing(loaded: LoadedAssignment, ev: Evidence) -> Preprocessing
                 return Preprocessing(scale, interp,
                                      f"the {what} passed to fit had values in [{desc['min']:g}, {desc['max']:g}]",
                                      resizing)
+    for loop in reversed(ev.training_loops):  # a custom loop: the first batch train_on_batch got
+        desc = loop.get("x") if isinstance(loop.get("x"), dict) else {}
+        scale = _scale_from_range(desc.get("min"), desc.get("max"))
+        if scale:
+            return Preprocessing(scale, default_interp, f"the first batch passed to {str(loop.get('api'))[:30]} had "
+                                                        f"values in [{desc['min']:g}, {desc['max']:g}]")
+    model = ev.last_model() or {}
+    if any(isinstance(layer, dict) and layer.get("type") == "Rescaling" for layer in (model.get("layers") or [])[:3]):
+        return Preprocessing("none", default_interp, "no evidence of the submission's scaling; the model "
+                                                     "starts with a Rescaling layer: raw pixel values used")
     return Preprocessing("x/255", default_interp, "no evidence of the submission's scaling: x/255 assumed")
 
 

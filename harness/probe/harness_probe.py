@@ -526,7 +526,7 @@ BUILTIN_MODULES = ("keras.", "tf_keras.")
 MODEL_MODULES = ("keras.src.models.model", "tf_keras.src.engine.training")
 
 
-def _training_loop_seen(api, model=None, variables=None):
+def _training_loop_seen(api, model=None, variables=None, data=None):
     """A training step outside fit (train_on_batch, an optimizer applying gradients): remember
     what was trained; the first step of each kind becomes a `training_loop` event."""
     count = _loops["apis"].get(api, 0)
@@ -536,7 +536,8 @@ def _training_loop_seen(api, model=None, variables=None):
         if model is None:
             model = _model_of(variables)
         _emit("training_loop", api=api, where=_where(),
-              model=describe_model(model) if model is not None else None)
+              model=describe_model(model) if model is not None else None,
+              x=describe_data(data) if data is not None else None)
         if QUICK:  # quick mode stops at the first training step, as it does at the first fit
             _emit("quick_stop", training_loop=api)
             raise QuickStop()
@@ -553,7 +554,7 @@ def _wrap_train_on_batch(original):
         finally:
             _loops["in_step"] -= 1
         try:
-            _training_loop_seen("train_on_batch", model=self)
+            _training_loop_seen("train_on_batch", model=self, data=args[0] if args else kwargs.get("x"))
         except QuickStop:
             raise
         except BaseException as exc:
@@ -648,12 +649,12 @@ def _chosen_model():
     model whose weights a training step changed; otherwise the last fitted model."""
     if _loops["apis"]:
         if _loops["saved"] is not None:
-            return _loops["saved"], "saved by the submission after a custom training loop"
+            return _loops["saved"], "the one your code saved"
         model, variables = _loops["trained"] or (None, None)
         if model is None:
             model = _model_of(variables)
         if model is not None:
-            return model, "the last model a custom training loop updated"
+            return model, "the last one your training loop updated"
     return _state["last_model"], "the last fitted model"
 
 
