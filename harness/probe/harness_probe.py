@@ -677,7 +677,7 @@ def _needs_graph(model):
             reasons.append("%s %r defined in the submission" % (cls.__name__, getattr(layer, "name", "")))
         activation = getattr(layer, "activation", None)
         module = getattr(activation, "__module__", None) or ""
-        if callable(activation) and not module.startswith(BUILTIN_MODULES + ("tensorflow.",)):
+        if callable(activation) and not module.startswith(BUILTIN_MODULES):
             reasons.append("activation %r of layer %r" % (getattr(activation, "__name__", "?"),
                                                           getattr(layer, "name", "")))
     return reasons
