@@ -275,7 +275,7 @@ def _explain_failure(status: dict, output: str) -> str:
         return (f"the trusted evaluation did not load the model with Keras: {what}, and it is not run outside "
                 f"your sandbox.{graph} Use built-in layers (for example Rescaling(1/255) instead of "
                 f"Lambda(lambda x: x / 255)), or make every custom layer's call() use TensorFlow operations only "
-                f"(no NumPy, no files, no tf.py_function) so that its graph can be exported and scored.")
+                f"(no NumPy, no files, no tf.py_function) so that its graph can be exported and scored")
     if stage == "load":
         return (f"the trusted evaluation could not load the saved model ({status.get('error')}: {message[:300]}). "
                 f"Custom layers defined in your code cannot be loaded without it: use built-in layers.")
