@@ -60,43 +60,49 @@ def _scale_from_range(low: float | None, high: float | None) -> str | None:
 
 
 def infer_preprocessing(loaded: LoadedAssignment, ev: Evidence) -> Preprocessing:
-    """The preprocessing the submission used for its validation data (else its training data)."""
+    """The preprocessing the submission used for its validation data (else its training data; for a
+    custom training loop, the data it iterated over or the first batch train_on_batch got)."""
     pinned = loaded.spec.data.preprocessing
     default_interp = "pil:bilinear"
     if pinned:
         return Preprocessing(pinned, default_interp, "pinned by the assignment")
-    for fit in reversed(ev.fits):
-        for role in ("validation_data", "x"):
-            desc = fit.data(role)
-            if not desc:
-                continue
-            what = "validation data" if role == "validation_data" else "training data"
-            interp, resizing = _resizing(desc)
-            generator = desc.get("generator")
-            if isinstance(generator, dict):
-                rescale = generator.get("rescale")
-                if isinstance(rescale, (int, float)) and abs(rescale * 255 - 1) < 1e-3:
-                    return Preprocessing("x/255", interp, f"ImageDataGenerator(rescale=1/255) on the {what}", resizing)
-                if not rescale:
-                    return Preprocessing("none", interp, f"ImageDataGenerator without rescale on the {what}", resizing)
-                return Preprocessing("x/255", interp, f"ImageDataGenerator(rescale={rescale}) on the {what}: "
-                                                      f"not a standard scale, x/255 used", resizing)
-            scale = _scale_from_range(desc.get("min"), desc.get("max"))
-            if scale:
-                return Preprocessing(scale, interp,
-                                     f"the {what} passed to fit had values in [{desc['min']:g}, {desc['max']:g}]",
-                                     resizing)
-    for loop in reversed(ev.training_loops):  # a custom loop: the first batch train_on_batch got
-        desc = loop.get("x") if isinstance(loop.get("x"), dict) else {}
+    for desc, what, passed in _data_seen(ev):
+        interp, resizing = _resizing(desc)
+        generator = desc.get("generator")
+        if isinstance(generator, dict):
+            rescale = generator.get("rescale")
+            if isinstance(rescale, (int, float)) and abs(rescale * 255 - 1) < 1e-3:
+                return Preprocessing("x/255", interp, f"ImageDataGenerator(rescale=1/255) on the {what}", resizing)
+            if not rescale:
+                return Preprocessing("none", interp, f"ImageDataGenerator without rescale on the {what}", resizing)
+            return Preprocessing("x/255", interp, f"ImageDataGenerator(rescale={rescale}) on the {what}: "
+                                                  f"not a standard scale, x/255 used", resizing)
         scale = _scale_from_range(desc.get("min"), desc.get("max"))
         if scale:
-            return Preprocessing(scale, default_interp, f"the first batch passed to {str(loop.get('api'))[:30]} had "
-                                                        f"values in [{desc['min']:g}, {desc['max']:g}]")
+            return Preprocessing(scale, interp,
+                                 f"the {what}{passed} had values in [{desc['min']:g}, {desc['max']:g}]", resizing)
     model = ev.last_model() or {}
     if any(isinstance(layer, dict) and layer.get("type") == "Rescaling" for layer in (model.get("layers") or [])[:3]):
         return Preprocessing("none", default_interp, "no evidence of the submission's scaling; the model "
                                                      "starts with a Rescaling layer: raw pixel values used")
     return Preprocessing("x/255", default_interp, "no evidence of the submission's scaling: x/255 assumed")
+
+
+def _data_seen(ev: Evidence):
+    """(description, what it was, how it was passed) of the data the submission trained and validated
+    on, the most telling first: the last fit's validation data, its training data, earlier fits, then
+    custom training loops."""
+    for fit in reversed(ev.fits):
+        for role in ("validation_data", "x"):
+            desc = fit.data(role)
+            if desc:
+                yield desc, ("validation data" if role == "validation_data" else "training data"), " passed to fit"
+    for loop in reversed(ev.training_loops):
+        api = str(loop.get("api"))[:30]
+        if isinstance(loop.get("data"), dict):
+            yield loop["data"], f"data the {api} loop iterated over", ""
+        if isinstance(loop.get("x"), dict):
+            yield loop["x"], "first batch", f" passed to {api}"
 
 
 def _resizing(desc: dict) -> tuple[str, str | None]:

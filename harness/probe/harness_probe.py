@@ -520,7 +520,7 @@ def _wrap_epoch_end(original):
 # ---------------------------------------------------------------- custom training loops
 
 
-_loops = {"apis": {}, "saved": None, "trained": None, "in_step": 0}
+_loops = {"apis": {}, "saved": None, "trained": None, "in_step": 0, "data": None, "describing": False}
 GRAPH_FILE = "model-graph.zip"
 BUILTIN_MODULES = ("keras.", "tf_keras.")
 MODEL_MODULES = ("keras.src.models.model", "tf_keras.src.engine.training")
@@ -535,12 +535,26 @@ def _training_loop_seen(api, model=None, variables=None, data=None):
     if count == 0:
         if model is None:
             model = _model_of(variables)
+        _loops["describing"] = True
+        try:
+            with _eager():  # a tf.function step is being traced: read the data eagerly
+                source = _data_evidence(_loops["data"], "x") if _loops["data"] is not None else None
+        finally:
+            _loops["describing"] = False
         _emit("training_loop", api=api, where=_where(),
               model=describe_model(model) if model is not None else None,
-              x=describe_data(data) if data is not None else None)
+              x=describe_data(data) if data is not None else None, data=source)
         if QUICK:  # quick mode stops at the first training step, as it does at the first fit
             _emit("quick_stop", training_loop=api)
             raise QuickStop()
+
+
+def _eager():
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and hasattr(tf, "init_scope"):
+        return tf.init_scope()
+    import contextlib
+    return contextlib.nullcontext()
 
 
 def _wrap_train_on_batch(original):
@@ -604,6 +618,18 @@ def _wrap_apply_gradients(original, takes_pairs):
         return result
     apply.__harness_probe__ = True
     return apply
+
+
+def _wrap_data_iter(original):
+    """tf.data `Dataset.__iter__` and Keras directory iterators' `__next__`, outside fit: the data
+    a custom loop iterates over. Only a reference is kept; it is described at the first step."""
+    @functools.wraps(original)
+    def iterate(self, *args, **kwargs):
+        if not (_state["in_fit"] or _loops["in_step"] or _loops["describing"] or _loops["apis"]):
+            _loops["data"] = self
+        return original(self, *args, **kwargs)
+    iterate.__harness_probe__ = True
+    return iterate
 
 
 def _patch_keras3_optimizer(module):

@@ -14,7 +14,7 @@ from conftest import FIXTURES, ROOT, run_grade
 pytestmark = pytest.mark.integration
 HONEST = FIXTURES / "honest"
 OX_STUDENTS = ("gradient_tape_loop", "gradient_tape_eager_unsaved", "train_on_batch_loop", "interpolation_area",
-               "interpolation_lanczos3", "lambda_rescaling", "logits_decided_at_zero")
+               "interpolation_lanczos3", "lambda_rescaling", "logits_decided_at_zero", "subclassed_model_tape_loop")
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +38,19 @@ def events(out, student):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-@pytest.mark.parametrize("student,api,chosen", [
-    ("gradient_tape_loop", "GradientTape", "the one your code saved"),
-    ("gradient_tape_eager_unsaved", "GradientTape", "the last one your training loop updated"),
-    ("train_on_batch_loop", "train_on_batch", "the last one your training loop updated")])
-def test_custom_training_loop_is_scored_with_a_note(graded, student, api, chosen):
+@pytest.mark.parametrize("student,api,chosen,preprocessing", [
+    ("gradient_tape_loop", "GradientTape", "the one your code saved",
+     "x/255 (the data the GradientTape loop iterated over had values in [0"),
+    ("gradient_tape_eager_unsaved", "GradientTape", "the last one your training loop updated",
+     "x/255 (ImageDataGenerator(rescale=1/255) on the data the GradientTape loop iterated over)"),
+    ("train_on_batch_loop", "train_on_batch", "the last one your training loop updated",
+     "x/255 (ImageDataGenerator(rescale=1/255) on the data the train_on_batch loop iterated over)")])
+def test_custom_training_loop_is_scored_with_a_note(graded, student, api, chosen, preprocessing):
     records, out = graded
     rec = records[student]
     assert rec["status"] == "graded", rec["summary"]
     assert rec["metrics"]["holdout_accuracy"] is not None and rec["metrics"]["holdout_size"] == 12
+    assert rec["metrics"]["preprocessing"].startswith(preprocessing), rec["metrics"]["preprocessing"]
     assert check(rec, "completes")["status"] == "pass"
     assert check(rec, "architecture")["status"] == "pass", check(rec, "architecture")["message"]
     assert check(rec, "no-leaks")["status"] == "pass"
@@ -78,6 +82,19 @@ def test_lambda_model_is_scored_as_a_graph(graded):
     assert exported and exported[0]["reasons"] == ["Lambda layer 'lambda'"]
     # built-in layers only: no graph is exported at all
     assert not [e for e in events(out, "train_on_batch_loop") if e["kind"].startswith("model_graph")]
+
+
+def test_subclassed_model_is_scored_as_a_graph_on_raw_pixels(graded):
+    records, out = graded
+    rec = records["subclassed_model_tape_loop"]
+    assert rec["status"] == "graded", rec["summary"]
+    assert rec["metrics"]["holdout_accuracy"] is not None, check(rec, "holdout-accuracy")["message"]
+    assert rec["metrics"]["preprocessing"].startswith(
+        "none (the data the GradientTape loop iterated over had values in [0, 255]); images resized with "
+        "tf.image.resize, method 'bilinear'"), rec["metrics"]["preprocessing"]
+    exported = [e for e in events(out, "subclassed_model_tape_loop") if e["kind"] == "model_graph_saved"]
+    assert exported and exported[0]["reasons"] == ["Net 'net' defined in the submission"]
+    assert [f["rule"] for f in rec["findings"]] == ["training-loop-unobserved"]
 
 
 def test_logit_output_is_decided_at_zero(graded):

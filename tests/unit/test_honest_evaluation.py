@@ -123,3 +123,13 @@ def test_lanczos_overshoot_is_still_pixels_divided_by_255():
     assert _scale_from_range(-1.3, 1.2) == "x/127.5-1"
     assert _scale_from_range(0.0, 1.0) == "x/255" and _scale_from_range(-1.0, 1.0) == "x/127.5-1"
     assert _scale_from_range(0.0, 255.0) == "none" and _scale_from_range(-12.0, 270.0) == "none"
+
+
+def test_the_data_a_gradient_tape_loop_iterated_over_tells_scaling_and_resizing(tmp_path, assignments):
+    ev = read(tmp_path, [{"kind": "probe_start"},
+                         {"kind": "training_loop", "api": "GradientTape", "model": None,
+                          "data": {"kind": "object", "type": "_BatchDataset", "min": 0.0, "max": 255.0,
+                                   "origin": {"what": "image_dataset_from_directory", "interpolation": "bicubic"}}}])
+    prep = infer_preprocessing(assignments["ox"], ev)
+    assert (prep.scale, prep.interpolation) == ("none", "tf:bicubic")
+    assert "the data the GradientTape loop iterated over had values in [0, 255]" in prep.describe()
