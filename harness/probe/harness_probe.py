@@ -653,10 +653,18 @@ def _model_of(variables):
     classes = tuple(c for c in classes if isinstance(c, type))
     if not wanted or not classes:
         return None
-    best, best_key = None, None
+    models = []
     for obj in gc.get_objects():
         try:
-            if not isinstance(obj, classes):
+            if isinstance(obj, classes):
+                models.append(obj)
+        except BaseException:
+            continue
+    inner = {id(getattr(obj, "_functional", None)) for obj in models}  # a Sequential's own graph of its layers
+    best, best_key = None, None
+    for obj in models:
+        try:
+            if id(obj) in inner:
                 continue
             mine = [id(w) for w in obj.trainable_weights]
             hit = len(wanted.intersection(mine))

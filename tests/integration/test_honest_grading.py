@@ -61,6 +61,7 @@ def test_custom_training_loop_is_scored_with_a_note(graded, student, api, chosen
     assert not [f for f in rec["findings"] if f["rule"] == "evidence-missing"]
     saved = [e for e in events(out, student) if e["kind"] == "model_saved"]
     assert saved and saved[0]["training_loops"].get(api, 0) >= 1
+    assert saved[0]["model"]["class"] == "Sequential"  # not the decoy, not Keras's inner Functional copy
 
 
 @pytest.mark.parametrize("method", ["area", "lanczos3"])
