@@ -17,6 +17,80 @@ def status(out, **data):
         json.dump(data, fh)
 
 
+CONFIG_KEYS = (
+    "units", "filters", "kernel_size", "strides", "padding", "activation", "pool_size",
+    "rate", "use_bias", "target_shape", "scale", "offset", "mode", "factor", "axis",
+)
+
+
+def _shape_list(shape):
+    if shape is None:
+        return None
+    if isinstance(shape, (list, tuple)) and shape and isinstance(shape[0], (list, tuple)):
+        return [_shape_list(s) for s in shape]
+    if hasattr(shape, "as_list"):
+        return shape.as_list()
+    return [None if d is None else int(d) for d in shape]
+
+
+def _output_shape(layer):
+    try:
+        out = layer.output
+        if isinstance(out, (list, tuple)):
+            return [_shape_list(getattr(o, "shape", None)) for o in out]
+        return _shape_list(out.shape)
+    except Exception:
+        pass
+    try:
+        return _shape_list(layer.output_shape)
+    except Exception:
+        return None
+
+
+def _plain(value):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float, str, type(None))) for v in value):
+        return list(value)
+    return None
+
+
+def _size(weights):
+    total = 0
+    for w in weights:
+        n = 1
+        for d in w.shape:
+            n *= int(d)
+        total += n
+    return total
+
+
+def describe(model):
+    """The layer table of the loaded model, measured here (the probe's table is only a claim)."""
+    layers = []
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "InputLayer":
+            continue
+        try:
+            config = layer.get_config()
+        except Exception:
+            config = {}
+        layers.append({
+            "name": str(layer.name), "type": kind, "output_shape": _output_shape(layer),
+            "params": int(layer.count_params()) if layer.built else None,
+            "trainable": bool(layer.trainable),
+            "config": {k: _plain(config[k]) for k in CONFIG_KEYS if k in config and _plain(config[k]) is not None},
+        })
+    shape = None
+    try:
+        shape = _shape_list(model.inputs[0].shape)
+    except Exception:
+        pass
+    return {"class": type(model).__name__, "layers": layers, "total_params": int(model.count_params()),
+            "trainable_params": _size(model.trainable_weights), "input_shape": shape}
+
+
 def load_images(folder, ids, size, channels, interpolation):
     import numpy as np
     from PIL import Image
@@ -36,8 +110,9 @@ def load_images(folder, ids, size, channels, interpolation):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--model", required=True)
-    p.add_argument("--images", required=True)
-    p.add_argument("--ids", required=True)
+    p.add_argument("--images")
+    p.add_argument("--ids")
+    p.add_argument("--describe-only", action="store_true", help="write model.json and stop")
     p.add_argument("--out", required=True)
     p.add_argument("--scale", required=True, choices=["none", "x/255", "x/127.5-1"])
     p.add_argument("--interpolation", default="bilinear")
@@ -59,6 +134,16 @@ def main():
         status(args.out, ok=False, stage="load", error=type(exc).__name__, message=str(exc)[:2000])
         sys.exit(3)
     loaded = time.perf_counter()
+    try:
+        table = describe(model)
+    except Exception as exc:
+        status(args.out, ok=False, stage="describe", error=type(exc).__name__, message=str(exc)[:2000])
+        sys.exit(3)
+    with open(os.path.join(args.out, "model.json"), "w") as fh:
+        json.dump(table, fh)
+    if args.describe_only:
+        status(args.out, ok=True, n=0, load_seconds=round(loaded - start, 3))
+        return
     shape = [d for d in model.inputs[0].shape]
     with open(args.ids) as fh:
         ids = json.load(fh)
