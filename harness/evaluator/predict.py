@@ -114,7 +114,7 @@ def main():
     p.add_argument("--ids")
     p.add_argument("--describe-only", action="store_true", help="write model.json and stop")
     p.add_argument("--out", required=True)
-    p.add_argument("--scale", required=True, choices=["none", "x/255", "x/127.5-1"])
+    p.add_argument("--scale", default="none", choices=["none", "x/255", "x/127.5-1"])
     p.add_argument("--interpolation", default="bilinear")
     p.add_argument("--runtime", default="keras3")
     p.add_argument("--batch-size", type=int, default=256)
