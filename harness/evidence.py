@@ -35,7 +35,7 @@ Shape = Union[Annotated[list[ShapeDim], Field(max_length=16)],
 
 
 class Claim(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
 
 class Location(Claim):
