@@ -190,7 +190,7 @@ def _run_evaluator(loaded: LoadedAssignment, model_file: Path, sandbox: Sandbox,
         result = sandbox.run(request)
         out = job_dir / "evidence"
         status = _read_json(out / "status.json")
-        table = _read_json(out / "model.json") if status.get("ok") or status.get("stage") not in (None, "load") else {}
+        table = _model_table(out / "model.json") if status.get("stage") not in ("load", "describe") else None
         raw = None
         pred_file = out / "predictions.npy"
         if holdout is not None and status.get("ok") and pred_file.is_file():
@@ -198,7 +198,18 @@ def _run_evaluator(loaded: LoadedAssignment, model_file: Path, sandbox: Sandbox,
                 raw = np.load(pred_file, allow_pickle=False)
             except (ValueError, OSError) as exc:
                 status = {"ok": False, "stage": "read", "message": f"predictions unreadable: {exc}"}
-    return result, status, (table or None), raw
+    return result, status, table, raw
+
+
+def _model_table(path: Path) -> dict[str, Any] | None:
+    """The evaluator's layer table, validated like any other boundary data (it ran beside a model)."""
+    from pydantic import ValidationError
+    from harness.evidence import ModelClaim
+    raw = _read_json(path)
+    try:
+        return ModelClaim.model_validate(raw).model_dump(by_alias=True, exclude_none=True) if raw else None
+    except ValidationError:
+        return None
 
 
 def _read_json(path: Path, limit: int = 32 * 2**20) -> dict:

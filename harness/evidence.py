@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 MAX_EVENTS = 20000
 MAX_LINE = 1_000_000
 MAX_EVIDENCE_BYTES = 64 * 2**20
+MAX_FILE_BYTES = 64 * 2**20   # one signature or file-hash file
 
 # ---------------------------------------------------------------- the event models
 
@@ -321,11 +322,16 @@ class Evidence:
     folder: Path | None = None
 
     def file(self, name: object) -> Path | None:
-        """An evidence file the probe named (signatures, file hashes), if it is a plain file here."""
+        """An evidence file the probe named (signatures, file hashes), if it is a plain file here
+        and not larger than MAX_FILE_BYTES."""
         if not isinstance(name, str) or "/" in name or name.startswith(".") or self.folder is None:
             return None
         path = self.folder / name
-        return path if path.is_file() and not path.is_symlink() else None
+        try:
+            ok = path.is_file() and not path.is_symlink() and path.stat().st_size <= MAX_FILE_BYTES
+        except OSError:
+            return None
+        return path if ok else None
 
     def where(self, loc: dict[str, Any] | None) -> str | None:
         """'cell 7, line 3' or 'train.py:12' from a probe location."""

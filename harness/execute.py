@@ -29,7 +29,7 @@ from harness.sandbox import Sandbox, SandboxResult
 from harness.spec import LoadedAssignment
 
 KEPT_EVIDENCE = ("events.jsonl", "driver.jsonl", "sig-*.npy", "files-*.json")
-MAX_KEPT_BYTES = 256 * 2**20
+MAX_KEPT_BYTES = 64 * 2**20  # per file; evidence.MAX_FILE_BYTES reads no more
 MAX_CODE_BYTES = 20 * 2**20
 CODE_SUFFIXES = (".py", ".ipynb")
 RUN_FILE, EVALUATION_FILE, PREDICTIONS_FILE, CODE_DIR = "run.json", "evaluation.json", "predictions.npy", "code"

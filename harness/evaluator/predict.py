@@ -139,24 +139,34 @@ def main():
     except Exception as exc:
         status(args.out, ok=False, stage="describe", error=type(exc).__name__, message=str(exc)[:2000])
         sys.exit(3)
-    with open(os.path.join(args.out, "model.json"), "w") as fh:
-        json.dump(table, fh)
+
+    def report(**data):
+        """The layer table and the status are written last, after anything of the model ran."""
+        with open(os.path.join(args.out, "model.json"), "w") as fh:
+            json.dump(table, fh)
+        status(args.out, **data)
+        if not data.get("ok"):
+            sys.exit(3)
+
     if args.describe_only:
-        status(args.out, ok=True, n=0, load_seconds=round(loaded - start, 3))
+        report(ok=True, n=0, load_seconds=round(loaded - start, 3))
         return
     shape = [d for d in model.inputs[0].shape]
-    with open(args.ids) as fh:
-        ids = json.load(fh)
-    array_file = os.path.join(args.images, "images.npy")
-    if os.path.exists(array_file):
-        x = np.load(array_file, allow_pickle=False).astype(np.float32)
-        x = x.reshape((len(x),) + tuple(int(d) for d in shape[1:]))
-    else:
-        if len(shape) != 4:
-            status(args.out, ok=False, stage="input", error="InputShape",
-                   message=f"the model expects input of shape {shape}, not images")
-            sys.exit(3)
-        x = load_images(args.images, ids, (int(shape[1]), int(shape[2])), int(shape[3]), args.interpolation)
+    try:
+        with open(args.ids) as fh:
+            ids = json.load(fh)
+        array_file = os.path.join(args.images, "images.npy")
+        if os.path.exists(array_file):
+            x = np.load(array_file, allow_pickle=False).astype(np.float32)
+            x = x.reshape((len(x),) + tuple(int(d) for d in shape[1:]))
+        else:
+            if len(shape) != 4:
+                report(ok=False, stage="input", error="InputShape",
+                       message=f"the model expects input of shape {shape}, not images")
+            x = load_images(args.images, ids, (int(shape[1]), int(shape[2])), int(shape[3]), args.interpolation)
+    except Exception as exc:
+        report(ok=False, stage="input", error=type(exc).__name__,
+               message=f"the holdout images cannot be given to a model whose input shape is {shape}: {exc}"[:2000])
     if args.scale == "x/255":
         x = x / 255.0
     elif args.scale == "x/127.5-1":
@@ -165,18 +175,15 @@ def main():
     try:
         predictions = model.predict(x, batch_size=args.batch_size, verbose=0)
     except Exception as exc:
-        status(args.out, ok=False, stage="predict", error=type(exc).__name__, message=str(exc)[:2000])
-        sys.exit(3)
+        report(ok=False, stage="predict", error=type(exc).__name__, message=str(exc)[:2000])
     done = time.perf_counter()
     if isinstance(predictions, (list, tuple, dict)):
-        status(args.out, ok=False, stage="predict", error="MultipleOutputs",
+        report(ok=False, stage="predict", error="MultipleOutputs",
                message="the model has several outputs; one class-probability output is expected")
-        sys.exit(3)
     np.save(os.path.join(args.out, "predictions.npy"), np.asarray(predictions))
-    status(args.out, ok=True, n=len(x), load_seconds=round(loaded - start, 3),
+    report(ok=True, n=len(x), load_seconds=round(loaded - start, 3),
            prepare_seconds=round(prepared - loaded, 3), predict_seconds=round(done - prepared, 3),
            input_shape=[None if d is None else int(d) for d in shape])
-
 
 if __name__ == "__main__":
     main()
