@@ -1,7 +1,7 @@
 """Calibration: derive what a correct submission looks like from the reference solution.
 
-The expected layer table is taken from a quick run of the reference in the sandbox (the probe's
-layer table, never `summary()` text) and written to `assignments/<id>/expected-model.json`.
+The expected layer table is taken from a quick run of the reference in the sandbox (the model file
+it saves, read by the same trusted code that reads submissions; never `summary()` text) and written to `assignments/<id>/expected-model.json`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from harness.checks.builtin import ending
 from harness.checks import Context
 from harness.discover import Job
 from harness.errors import InfrastructureError, SpecError
+from harness.evaluate import describe
 from harness.record import write_atomic
 from harness.run import RunOptions, prepare, run, sha256
 from harness.sandbox import Sandbox
@@ -41,12 +42,16 @@ def derive_expected(loaded: LoadedAssignment, sandbox: Sandbox, cache: Path, tim
         prepared = prepare(job, Path(tmp))
         result = run(job, loaded, sandbox, prepared, RunOptions(quick=True, timeout=timeout, cache=cache))
         ev = evidence.read(prepared.job_dir / "evidence")
-        table = ev.last_model()
+        saved = prepared.job_dir / "evidence" / "model.keras"
+        # the expected table is read from the saved file by the same trusted code that reads submissions
+        read = describe(loaded, saved if saved.is_file() else None, sandbox)
+        table = read.model
         if table is None or table.get("total_params") is None:
             what, where = ending(Context(assignment=loaded, evidence=ev, result=result, quick=True))
             raise InfrastructureError(
                 f"the reference {ref} produced no built model in a quick run"
-                f"{': ' + what if what else ''}{' at ' + where if where else ''}. Output:\n{result.output_tail[-1500:]}")
+                f"{': ' + what if what else ''}{' at ' + where if where else ''}"
+                f"{' (' + read.error + ')' if read.error else ''}. Output:\n{result.output_tail[-1500:]}")
     total, trainable = int(table["total_params"]), int(table["trainable_params"])
     expected = ExpectedModel(
         schema_version=1, assignment=loaded.id, derived_from=str(ref.relative_to(loaded.folder.parent.parent)),

@@ -138,10 +138,16 @@ def _harness(argv: list[str]) -> int:
     data.add_argument("name", nargs="?")
     data.add_argument("path", nargs="?", type=Path)
     data.add_argument("--data-root", type=Path, default=None, help="default $HARNESS_DATA_ROOT or ~/.cache/cnn-harness/data")
+    rescore = sub.add_parser("rescore", help="judge a finished run again from its stored evidence (no sandbox)")
+    rescore.add_argument("out", type=Path, help="the folder of records (grade --out)")
+    rescore.add_argument("--assignments", type=Path, default=None, help="folder of assignments (default ./assignments)")
+    rescore.add_argument("--data-root", type=Path, default=None, help="prepared datasets (default $HARNESS_DATA_ROOT)")
     args = parser.parse_args(argv)
 
     if args.command == "data":
         return _data(args)
+    if args.command == "rescore":
+        return _rescore(args)
 
     if args.command == "schema":
         from harness import record
@@ -175,6 +181,23 @@ def _harness(argv: list[str]) -> int:
                       f"-> {loaded.folder / calibrate.CALIBRATION_FILE}")
         return EXIT_OK
     raise UsageError(f"unknown command {args.command}")
+
+
+def _rescore(args) -> int:
+    from harness import spec
+    from harness.grade import GradeOptions, rescore_all
+    from harness.reports import console_table
+    from rich.console import Console
+    if not args.out.is_dir():
+        raise UsageError(f"{args.out}: no such folder of records")
+    assignments = spec.load_all(args.assignments or default_assignments())
+    options = GradeOptions(quick=False, out=args.out, cache=default_cache(), data_root=args.data_root)
+    records = rescore_all(args.out, assignments, options)
+    if not records:
+        raise UsageError(f"{args.out}: holds no records to judge again")
+    Console().print(console_table(records))
+    full = all(r.status == "graded" and r.score >= r.max_score for r in records)
+    return EXIT_OK if full else EXIT_BELOW
 
 
 def _data(args) -> int:

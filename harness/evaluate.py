@@ -15,9 +15,10 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from harness.data import providers
 from harness.evaluator.predict import PIL_METHODS, TF_METHODS
@@ -42,13 +43,20 @@ class Preprocessing:
         return f"{text}; images resized {self.resizing}" if self.resizing else text
 
 
-@dataclass(frozen=True)
-class Evaluation:
+class Evaluation(BaseModel):
+    """What the trusted evaluation measured. Written by the harness next to the record
+    (`evaluation.json`, predictions in `predictions.npy`) so a run can be judged again."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    schema_version: Literal[1] = 1
     metrics: Metrics
-    error: str | None
-    seconds: float
-    timings: dict[str, Any]
-    predictions: np.ndarray | None = None
+    error: str | None = None
+    seconds: float = 0.0
+    timings: dict[str, float] = {}
+    loaded: bool = False                      # the model file loaded in the evaluation sandbox
+    model: dict[str, Any] | None = None       # the layer table read from that file (trusted)
+    model_error: str | None = None            # why no layer table could be read, where that differs from error
+    model_file: str | None = None             # which file was read
 
 
 def _scale_from_range(low: float | None, high: float | None) -> str | None:
@@ -175,18 +183,26 @@ def validate_predictions(raw: Any, n: int, n_classes: int,
 
 
 def score(predicted: np.ndarray, labels: np.ndarray, ids: list[str], classes: list[str],
-          preprocessing: str) -> Metrics:
+          preprocessing: str, private: np.ndarray | None = None) -> Metrics:
+    """Holdout metrics on the private part; the public part's accuracy alongside."""
+    private = np.ones(len(labels), dtype=bool) if private is None else np.asarray(private, dtype=bool)
     n = len(classes)
+    correct = predicted == labels
+    mine, theirs = labels[private], predicted[private]
     confusion = np.zeros((n, n), dtype=int)
-    for t, p in zip(labels, predicted):
+    for t, p in zip(mine, theirs):
         if 0 <= p < n:
             confusion[t, p] += 1
-    correct = predicted == labels
-    per_class = {classes[c]: round(float(correct[labels == c].mean()), 4) for c in range(n) if (labels == c).any()}
-    wrong = [ids[i] for i in np.flatnonzero(~correct)[:MAX_MISCLASSIFIED]]
-    return Metrics(holdout_accuracy=round(float(correct.mean()), 4), holdout_size=int(len(labels)),
-                   per_class_accuracy=per_class, confusion_matrix=confusion.tolist(), misclassified=wrong,
-                   preprocessing=preprocessing)
+    right = correct[private]
+    per_class = {classes[c]: round(float(right[mine == c].mean()), 4) for c in range(n) if (mine == c).any()}
+    private_ids = [ids[i] for i in np.flatnonzero(private)]
+    wrong = [private_ids[i] for i in np.flatnonzero(~right)[:MAX_MISCLASSIFIED]]
+    public = ~private
+    return Metrics(holdout_accuracy=round(float(right.mean()), 4) if right.size else None,
+                   holdout_size=int(private.sum()), per_class_accuracy=per_class,
+                   confusion_matrix=confusion.tolist(), misclassified=wrong, preprocessing=preprocessing,
+                   public_accuracy=round(float(correct[public].mean()), 4) if public.any() else None,
+                   public_size=int(public.sum()))
 
 
 def claimed_accuracy(ev: Evidence) -> float | None:
@@ -200,65 +216,122 @@ def claimed_accuracy(ev: Evidence) -> float | None:
     return None
 
 
-def evaluate(loaded: LoadedAssignment, ev: Evidence, sandbox: Sandbox, data_root: Path | None,
-             timeout: float = 900) -> Evaluation:
-    spec = loaded.spec
-    if ev.model_file is None:
-        return Evaluation(Metrics(claimed_accuracy=claimed_accuracy(ev)),
-                          "no trained model was saved, so nothing could be evaluated", 0.0, {})
-    holdout = providers.holdout(spec.data, data_root)
-    prep = infer_preprocessing(loaded, ev)
+def _run_evaluator(loaded: LoadedAssignment, model_file: Path, sandbox: Sandbox, timeout: float,
+                   extra_args: list[str], holdout: providers.Holdout | None = None):
+    """Run the evaluator in a sandbox holding only the model file (and the holdout images without
+    labels). Returns (sandbox result, status, layer table, raw predictions)."""
     with tempfile.TemporaryDirectory(prefix="harness-eval-") as tmp:
         job_dir = Path(tmp)
         stage = job_dir / "stage"
         stage.mkdir()
         (job_dir / "evidence").mkdir()
-        shutil.copyfile(ev.model_file, stage / "model.keras")
-        if ev.graph_file is not None:  # beside the model: used when Keras refuses to load it safely
-            shutil.copyfile(ev.graph_file, stage / "model-graph.zip")
+        shutil.copyfile(model_file, stage / "model.keras")
+        graph = model_file.parent / "model-graph.zip"  # the probe's export: used when Keras refuses the model
+        if model_file.name == "model.keras" and graph.is_file() and not graph.is_symlink():
+            shutil.copyfile(graph, stage / "model-graph.zip")
         shutil.copyfile(EVALUATOR, stage / "predict.py")
-        (stage / "ids.json").write_text(json.dumps(holdout.ids))
         layout = sandbox.layout(job_dir)
         ws = layout.workspace
+        mounts = []
+        args = [layout.python, f"{ws}/predict.py", "--model", f"{ws}/model.keras", "--out", layout.evidence,
+                "--runtime", loaded.spec.runtime, *extra_args]
+        if holdout is not None:
+            (stage / "ids.json").write_text(json.dumps(holdout.ids))
+            mounts.append(Mount(holdout.folder, f"{ws}/holdout"))
+            args += ["--images", f"{ws}/holdout", "--ids", f"{ws}/ids.json"]
         python_bin = str(Path(sys.executable).parent)
         request = SandboxRequest(
-            argv=[layout.python, f"{ws}/predict.py", "--model", f"{ws}/model.keras", "--images", f"{ws}/holdout",
-                  "--ids", f"{ws}/ids.json", "--out", layout.evidence, "--scale", prep.scale,
-                  "--interpolation", prep.interpolation, "--runtime", spec.runtime],
-            job_dir=job_dir, stage=stage, mounts=[Mount(holdout.folder, f"{ws}/holdout")],
+            argv=args, job_dir=job_dir, stage=stage, mounts=mounts,
             env={"PATH": f"{python_bin}:/usr/bin:/bin", "HOME": layout.home, "LANG": "C.UTF-8",
                  "HARNESS_WORKSPACE": ws, "PYTHONDONTWRITEBYTECODE": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
                  "KERAS_HOME": f"{layout.home}/.keras"},
-            timeout=timeout, limits=Limits(memory_mb=spec.memory_mb), log=job_dir / "output.log")
+            timeout=timeout, limits=Limits(memory_mb=loaded.spec.memory_mb), log=job_dir / "output.log")
         result = sandbox.run(request)
-        status_file = job_dir / "evidence" / "status.json"
-        status = json.loads(status_file.read_text()) if status_file.is_file() else {}
+        out = job_dir / "evidence"
+        status = _read_json(out / "status.json")
+        table = _model_table(out / "model.json") if status.get("stage") not in ("load", "describe") else None
         raw = None
-        pred_file = job_dir / "evidence" / "predictions.npy"
-        if status.get("ok") and pred_file.is_file():
+        pred_file = out / "predictions.npy"
+        if holdout is not None and status.get("ok") and pred_file.is_file():
             try:
                 raw = np.load(pred_file, allow_pickle=False)
             except (ValueError, OSError) as exc:
                 status = {"ok": False, "stage": "read", "message": f"predictions unreadable: {exc}"}
-    timings = {k: status[k] for k in ("load_seconds", "prepare_seconds", "predict_seconds", "n") if k in status}
-    claimed = claimed_accuracy(ev)
+    return result, status, table, raw
+
+
+def _model_table(path: Path) -> dict[str, Any] | None:
+    """The evaluator's layer table, validated like any other boundary data (it ran beside a model)."""
+    from pydantic import ValidationError
+    from harness.evidence import ModelClaim
+    raw = _read_json(path)
+    try:
+        return ModelClaim.model_validate(raw).model_dump(by_alias=True, exclude_none=True) if raw else None
+    except ValidationError:
+        return None
+
+
+def _read_json(path: Path, limit: int = 32 * 2**20) -> dict:
+    try:
+        if not path.is_file() or path.is_symlink() or path.stat().st_size > limit:
+            return {}
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def describe(loaded: LoadedAssignment, model_file: Path | None, sandbox: Sandbox,
+             timeout: float = 300) -> Evaluation:
+    """Read the layer table of a model file with trusted code in a sandbox, without scoring it
+    (quick mode: the model saved at the stop; a run cut short: the model saved at its first fit)."""
+    if model_file is None:
+        return Evaluation(metrics=Metrics(), error="no model file was saved, so the grader could not read the model")
+    result, status, table, _ = _run_evaluator(loaded, model_file, sandbox, timeout, ["--describe-only"])
     if result.timed_out:
-        return Evaluation(Metrics(claimed_accuracy=claimed), f"the evaluation of the model took longer than "
-                          f"{timeout:g} s", result.wall_seconds, timings)
+        return Evaluation(metrics=Metrics(), error=f"reading the model file took longer than {timeout:g} s",
+                          seconds=result.wall_seconds, model_file=model_file.name)
+    ok = bool(status.get("ok")) and table is not None
+    return Evaluation(metrics=Metrics(), error=None if ok else _explain_failure(status, result.output_tail),
+                      seconds=result.wall_seconds, loaded=status.get("stage") != "load" and bool(status),
+                      model=table if ok else None, model_file=model_file.name)
+
+
+def evaluate(loaded: LoadedAssignment, ev: Evidence, sandbox: Sandbox, data_root: Path | None,
+             timeout: float = 900, model_file: Path | None = None) -> tuple[Evaluation, np.ndarray | None]:
+    """Score the model file on the holdout: (what was measured, the raw predictions)."""
+    spec = loaded.spec
+    model_file = model_file or ev.model_file
+    claimed = claimed_accuracy(ev)
+    if model_file is None:
+        return Evaluation(metrics=Metrics(claimed_accuracy=claimed),
+                          error="no trained model was saved, so nothing could be evaluated"), None
+    holdout = providers.holdout(spec.data, data_root)
+    prep = infer_preprocessing(loaded, ev)
+    result, status, table, raw = _run_evaluator(
+        loaded, model_file, sandbox, timeout,
+        ["--scale", prep.scale, "--interpolation", prep.interpolation], holdout)
+    timings = {k: float(status[k]) for k in ("load_seconds", "prepare_seconds", "predict_seconds", "n")
+               if isinstance(status.get(k), (int, float))}
+    base = dict(seconds=result.wall_seconds, timings=timings, model_file=model_file.name,
+                loaded=bool(status) and status.get("stage") != "load", model=table)
+    if result.timed_out:
+        return Evaluation(metrics=Metrics(claimed_accuracy=claimed),
+                          error=f"the evaluation of the model took longer than {timeout:g} s", **base), None
     if not status.get("ok"):
-        return Evaluation(Metrics(claimed_accuracy=claimed, preprocessing=prep.describe()),
-                          _explain_failure(status, result.output_tail), result.wall_seconds, timings)
+        return Evaluation(metrics=Metrics(claimed_accuracy=claimed, preprocessing=prep.describe()),
+                          error=_explain_failure(status, result.output_tail), **base), None
+    activation = status.get("output_activation")
     predicted, problem = validate_predictions(raw, len(holdout.ids), len(holdout.classes),
-                                              status.get("output_activation"))
+                                              activation if isinstance(activation, str) else None)
     if problem:
-        return Evaluation(Metrics(claimed_accuracy=claimed, preprocessing=prep.describe()),
-                          f"the model's predictions were unusable: {problem}", result.wall_seconds, timings)
+        return Evaluation(metrics=Metrics(claimed_accuracy=claimed, preprocessing=prep.describe()),
+                          error=f"the model's predictions were unusable: {problem}", **base), raw
     mapping = _class_map(ev, holdout.classes)
     if mapping is not None:
         predicted = np.asarray(mapping)[np.clip(predicted, 0, len(mapping) - 1)]
-    metrics = score(predicted, holdout.labels, holdout.ids, holdout.classes, prep.describe())
-    return Evaluation(metrics.model_copy(update={"claimed_accuracy": claimed}), None, result.wall_seconds,
-                      timings, predictions=raw)
+    metrics = score(predicted, holdout.labels, holdout.ids, holdout.classes, prep.describe(), holdout.private)
+    return Evaluation(metrics=metrics.model_copy(update={"claimed_accuracy": claimed}), **base), raw
 
 
 CUSTOM_CLASS = re.compile(r"(?:Could not locate class|Unknown layer:?|unknown class)\s*'?([A-Za-z_][\w.]*)")

@@ -1,7 +1,11 @@
 """Evidence: what the probe and the driver left, read back as claims.
 
-Everything here came from the untrusted process. It is parsed defensively: a malformed line,
-a missing start or end, or a sequence gap becomes an entry in `problems`, never an exception.
+Everything here came from the untrusted process. Each line is parsed once into a frozen,
+validated model of its kind (`extra="forbid"`, bounded numbers, strings and lists); a line that
+is malformed, oversized, of an unknown kind or out of sequence becomes an entry in `problems`
+(reported as an `evidence-mismatch` finding), never an exception. Consumers read the validated
+events as plain JSON-safe dicts (`model_dump(by_alias=True)`), so every field has the type
+its model says.
 """
 
 from __future__ import annotations
@@ -10,10 +14,303 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 MAX_EVENTS = 20000
 MAX_LINE = 1_000_000
+MAX_EVIDENCE_BYTES = 64 * 2**20
+MAX_FILE_BYTES = 64 * 2**20   # one signature or file-hash file
+
+# ---------------------------------------------------------------- the event models
+
+Int = Annotated[int, Field(ge=-(2**53), le=2**53)]
+Text = Annotated[str, Field(max_length=20_000)]
+Short = Annotated[str, Field(max_length=2_000)]
+Scalar = Union[bool, Int, float, Short, None]
+Plain = Union[Scalar, Annotated[list[Scalar], Field(max_length=64)]]
+ShapeDim = Union[Int, None]
+Shape = Union[Annotated[list[ShapeDim], Field(max_length=16)],
+              Annotated[list[Union[Annotated[list[ShapeDim], Field(max_length=16)], None]], Field(max_length=64)]]
+
+
+class Claim(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
+
+
+class Location(Claim):
+    cell_run: Int | None = None
+    file: Short | None = None
+    line: Int | None = None
+
+
+class LayerClaim(Claim):
+    name: Short = ""
+    type: Short
+    output_shape: Shape | None = None
+    params: Int | None = None
+    trainable: bool = True
+    config: dict[Short, Plain] = Field(default_factory=dict, max_length=64)
+
+
+class ModelClaim(Claim):
+    class_: Short | None = Field(default=None, alias="class")
+    name: Short = ""
+    built: bool = False
+    layers: Annotated[list[LayerClaim], Field(max_length=5000)] = []
+    total_params: Int | None = None
+    trainable_params: Int | None = None
+    input_shape: Shape | None = None
+
+
+class OptimizerClaim(Claim):
+    class_: Short = Field(alias="class")
+    config: dict[Short, Union[Plain, dict[Short, Short]]] = Field(default_factory=dict, max_length=200)
+
+
+class RandomMap(Claim):
+    where: Location | None = None
+    ops: Annotated[list[Short], Field(max_length=64)] = []
+
+
+class Origin(Claim):
+    what: Short
+    where: Location | None = None
+    subset: Plain = None
+    seed: Plain = None
+    validation_split: Plain = None
+    shuffle: Plain = None
+    image_size: Plain = None
+    target_size: Plain = None
+    interpolation: Plain = None
+    crop_to_aspect_ratio: Plain = None
+    pad_to_aspect_ratio: Plain = None
+    color_mode: Plain = None
+    directory: Short | None = None
+    generator: dict[Short, Plain] | None = None
+
+
+class DataClaim(Claim):
+    kind: Literal["tuple", "array", "object", "unknown"]
+    items: Annotated[list[Union["DataClaim", None]], Field(max_length=4)] | None = None
+    type: Short | None = None
+    shape: Shape | None = None
+    dtype: Short | None = None
+    min: float | None = None
+    max: float | None = None
+    directory: Short | None = None
+    target_size: Plain = None
+    class_mode: Plain = None
+    batch_size: Plain = None
+    subset: Plain = None
+    n: Plain = None
+    num_classes: Plain = None
+    interpolation: Plain = None
+    color_mode: Plain = None
+    split: Plain = None
+    seed: Plain = None
+    class_indices: dict[Short, Int] | None = Field(default=None, max_length=10_000)
+    generator: dict[Short, Plain] | None = None
+    element_spec: Short | None = None
+    sample_shape: Shape | None = None
+    origin: Origin | None = None
+    signatures: Short | None = None
+    files: Short | None = None
+    random_maps: Annotated[list[RandomMap], Field(max_length=64)] | None = None
+
+
+class CallbackClaim(Claim):
+    class_: Short = Field(alias="class")
+    monitor: Plain = None
+    restore_best_weights: Plain = None
+    save_best_only: Plain = None
+    patience: Plain = None
+    factor: Plain = None
+    mode: Plain = None
+    filepath: Plain = None
+    min_delta: Plain = None
+
+
+class Event(Claim):
+    seq: Int
+    time: float | None = None
+
+
+class ProbeStart(Event):
+    kind: Literal["probe_start"]
+    pid: Int | None = None
+    quick: bool | None = None
+    python: Short | None = None
+
+
+class ProbeEnd(Event):
+    kind: Literal["probe_end"]
+    fits: Int | None = None
+    events: Int | None = None
+
+
+class ProbeError(Event):
+    kind: Literal["probe_error"]
+    context: Short | None = None
+    error: Text | None = None
+
+
+class Runtime(Event):
+    kind: Literal["runtime"]
+    keras: Short | None = None
+    version: Short | None = None
+
+
+class Seeded(Event):
+    kind: Literal["seeded"]
+    seed: Int
+
+
+class FitStart(Event):
+    kind: Literal["fit_start"]
+    fit: Int
+    api: Short | None = None
+    where: Location | None = None
+    model: ModelClaim | None = None
+    optimizer: OptimizerClaim | None = None
+    x: DataClaim | None = None
+    y: DataClaim | None = None
+    validation_data: DataClaim | None = None
+    validation_split: Plain = None
+    epochs: Plain = None
+    batch_size: Plain = None
+    steps_per_epoch: Plain = None
+    callbacks: Annotated[list[CallbackClaim], Field(max_length=100)] = []
+
+
+class FitEnd(Event):
+    kind: Literal["fit_end"]
+    fit: Int
+    history: dict[Short, Annotated[list[float], Field(max_length=100_000)]] = Field(default_factory=dict,
+                                                                                  max_length=200)
+    model: ModelClaim | None = None
+
+
+class ModelBuilt(Event):
+    kind: Literal["model_built"]
+    fit: Int | None = None
+    model: ModelClaim
+
+
+class QuickStopEvent(Event):
+    kind: Literal["quick_stop"]
+    fit: Int | None = None
+    training_loop: Short | None = None
+
+
+class ExceptionEvent(Event):
+    kind: Literal["exception"]
+    during: Short | None = None
+    fit: Int | None = None
+    type: Short | None = None
+    message: Text | None = None
+    where: Location | None = None
+
+
+class Compile(Event):
+    kind: Literal["compile"]
+    where: Location | None = None
+    model: ModelClaim | None = None
+    optimizer: OptimizerClaim | None = None
+    loss: Short | None = None
+    metrics: Annotated[list[Short], Field(max_length=100)] | None = None
+
+
+class Evaluate(Event):
+    kind: Literal["evaluate"]
+    where: Location | None = None
+    claimed: Plain = None
+    x: DataClaim | None = None
+
+
+class Save(Event):
+    kind: Literal["save"]
+    where: Location | None = None
+    path: Short | None = None
+
+
+class Epoch(Event):
+    kind: Literal["epoch"]
+    epoch: Int
+    logs: dict[Short, float] = Field(default_factory=dict, max_length=200)
+
+
+class ModelSaved(Event):
+    kind: Literal["model_saved"]
+    file: Short | None = None
+    model: ModelClaim | None = None
+    chosen: Short | None = None
+    training_loops: dict[Short, Int] | None = Field(default=None, max_length=16)
+
+
+class TrainingLoop(Event):
+    """The first training step of a kind outside fit (GradientTape: an optimizer applying gradients;
+    train_on_batch): the model it trained, and the data the loop iterated over."""
+    kind: Literal["training_loop"]
+    api: Short
+    where: Location | None = None
+    model: ModelClaim | None = None
+    x: DataClaim | None = None
+    data: DataClaim | None = None
+
+
+class ModelGraphSaved(Event):
+    kind: Literal["model_graph_saved"]
+    file: Short | None = None
+    reasons: Annotated[list[Short], Field(max_length=20)] = []
+
+
+class ModelGraphFailed(Event):
+    kind: Literal["model_graph_failed"]
+    reasons: Annotated[list[Short], Field(max_length=20)] = []
+    error: Text | None = None
+
+
+class ModelSaveFailed(Event):
+    kind: Literal["model_save_failed"]
+    error: Text | None = None
+
+
+class StatisticsFit(Event):
+    kind: Literal["statistics_fit"]
+    what: Short
+    where: Location | None = None
+    data: DataClaim | None = None
+    signatures: Short | None = None
+
+
+AnyEvent = Annotated[Union[ProbeStart, ProbeEnd, ProbeError, Runtime, Seeded, FitStart, FitEnd, ModelBuilt,
+                           QuickStopEvent, ExceptionEvent, Compile, Evaluate, Save, Epoch, ModelSaved,
+                           ModelSaveFailed, StatisticsFit, TrainingLoop, ModelGraphSaved, ModelGraphFailed],
+                     Field(discriminator="kind")]
+EVENT = TypeAdapter(AnyEvent)
+
+
+class DriverLine(Claim):
+    kind: Literal["start", "cell", "quick_stop", "cell_error", "kernel_died", "finish_failed", "end"]
+    time: float | None = None
+    cells: Int | None = None
+    index: Int | None = None
+    run: Int | None = None
+    ename: Short | None = None
+    evalue: Text | None = None
+    message: Text | None = None
+    code: Int | None = None
+
+
+DRIVER = TypeAdapter(DriverLine)
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"][:6])
+    return f"{where}: {err['msg']}"[:200]
 
 
 @dataclass(frozen=True)
@@ -58,11 +355,16 @@ class Evidence:
     graph_file: Path | None = None  # the saved model as a TensorFlow graph (Lambda / custom layers)
 
     def file(self, name: object) -> Path | None:
-        """An evidence file the probe named (signatures, file hashes), if it is a plain file here."""
+        """An evidence file the probe named (signatures, file hashes), if it is a plain file here
+        and not larger than MAX_FILE_BYTES."""
         if not isinstance(name, str) or "/" in name or name.startswith(".") or self.folder is None:
             return None
         path = self.folder / name
-        return path if path.is_file() and not path.is_symlink() else None
+        try:
+            ok = path.is_file() and not path.is_symlink() and path.stat().st_size <= MAX_FILE_BYTES
+        except OSError:
+            return None
+        return path if ok else None
 
     def where(self, loc: dict[str, Any] | None) -> str | None:
         """'cell 7, line 3' or 'train.py:12' from a probe location."""
@@ -113,10 +415,12 @@ def _float_lists(raw: dict) -> dict[str, list[float | None]]:
     return out
 
 
-def _read_jsonl(path: Path, problems: list[str]) -> list[dict[str, Any]]:
-    if not path.exists():
+def _read_jsonl(path: Path, problems: list[str], adapter: TypeAdapter) -> list[dict[str, Any]]:
+    """Each line validated by `adapter`; returns the valid ones as JSON-safe dicts."""
+    if not path.is_file() or path.is_symlink():
         return []
     out = []
+    read = 0
     with open(path, "rb") as fh:
         number = 0
         while True:
@@ -124,8 +428,10 @@ def _read_jsonl(path: Path, problems: list[str]) -> list[dict[str, Any]]:
             if not raw:
                 break
             number += 1
-            if number > MAX_EVENTS:
-                problems.append(f"{path.name}: more than {MAX_EVENTS} lines; the rest was ignored")
+            read += len(raw)
+            if number > MAX_EVENTS or read > MAX_EVIDENCE_BYTES:
+                problems.append(f"{path.name}: more than {MAX_EVENTS} lines or {MAX_EVIDENCE_BYTES // 2**20} MB; "
+                                f"the rest was ignored")
                 break
             if len(raw) > MAX_LINE:
                 problems.append(f"{path.name} line {number}: too long, ignored")
@@ -134,20 +440,29 @@ def _read_jsonl(path: Path, problems: list[str]) -> list[dict[str, Any]]:
                 continue
             try:
                 item = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, ValueError):
                 problems.append(f"{path.name} line {number}: not JSON, ignored")
                 continue
-            if isinstance(item, dict):
-                out.append(item)
-            else:
+            if not isinstance(item, dict):
                 problems.append(f"{path.name} line {number}: not an object, ignored")
+                continue
+            try:
+                model = adapter.validate_python(item)
+            except ValidationError as exc:
+                kind = item.get("kind") if isinstance(item.get("kind"), str) else "?"
+                problems.append(f"{path.name} line {number} ({kind[:40]!r}): malformed, ignored ({_first_error(exc)})")
+                continue
+            except (RecursionError, ValueError, TypeError, OverflowError) as exc:
+                problems.append(f"{path.name} line {number}: malformed, ignored ({type(exc).__name__})")
+                continue
+            out.append(model.model_dump(by_alias=True, exclude_none=True))
     return out
 
 
 def read(evidence_dir: Path) -> Evidence:
     problems: list[str] = []
-    events = _read_jsonl(evidence_dir / "events.jsonl", problems)
-    driver = _read_jsonl(evidence_dir / "driver.jsonl", problems)
+    events = _read_jsonl(evidence_dir / "events.jsonl", problems, EVENT)
+    driver = _read_jsonl(evidence_dir / "driver.jsonl", problems, DRIVER)
 
     seqs = [e.get("seq") for e in events]
     if any(not isinstance(s, int) for s in seqs) or seqs != sorted(seqs) or len(set(seqs)) != len(seqs):
@@ -185,7 +500,6 @@ def read(evidence_dir: Path) -> Evidence:
             cell_index[d["run"]] = d["index"]
 
     model_file = evidence_dir / "model.keras"
-    saved = any(e.get("kind") == "model_saved" for e in events)
     graph_file = evidence_dir / "model-graph.zip"
     graph_saved = any(e.get("kind") == "model_graph_saved" for e in events)
     return Evidence(
@@ -196,7 +510,7 @@ def read(evidence_dir: Path) -> Evidence:
         exceptions=[e for e in events if e.get("kind") == "exception"],
         epochs=[e for e in events if e.get("kind") == "epoch"],
         quick_stopped=any(e.get("kind") == "quick_stop" for e in events + driver),
-        model_file=model_file if saved and model_file.is_file() and not model_file.is_symlink() else None,
+        model_file=model_file if model_file.is_file() and not model_file.is_symlink() else None,
         problems=problems,
         cell_index=cell_index,
         folder=evidence_dir,

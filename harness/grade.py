@@ -1,12 +1,11 @@
-"""Grade jobs: prepare → run → (evaluate) → check → record. One module per stage; this file
-only joins them. One broken or hostile submission never stops a class run."""
+"""Grade jobs: the run stage (`execute`: sandboxed run, trusted reading and scoring of the model
+file) → the judge stage (`judge`: checks → record) → reports. One module per stage; this file only
+joins them. One broken or hostile submission never stops a class run."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -14,19 +13,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
-from harness import __version__, checks, evidence, record, reports
-from harness.evaluate import claimed_accuracy, evaluate
+from harness import __version__, record, reports
 from harness.discover import Job
-from harness.record import Check, Metrics, ModelSummary, Record, RunInfo, SubmissionInfo
-from harness.run import Prepared, RunOptions, prepare, run, submission_files
-from harness.sandbox import Sandbox, SandboxResult
+from harness.execute import execute
+from harness.judge import JobInfo, judge
+from harness.record import Metrics, Record, RunInfo, SubmissionInfo
+from harness.run import RunOptions, submission_files
+from harness.sandbox import Sandbox
 from harness.sandbox.base import stop_all
 from harness.spec import LoadedAssignment
-
-KEPT_EVIDENCE = ("events.jsonl", "driver.jsonl", "sig-*.npy", "files-*.json")
-MAX_KEPT_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -80,97 +75,53 @@ def _entry_problem(entry: Path) -> str | None:
     return None
 
 
-def _status(ctx: checks.Context, quick: bool, what: str | None) -> str:
-    result, ev = ctx.result, ctx.evidence
-    if result.timed_out:
-        return "timeout"
-    if result.memory_exceeded:
-        return "memory-limit"
-    if what is not None:
-        return "error"
-    if not ev.fits and ev.last_model() is None:
-        return "no-model"
-    if not quick and ev.model_file is None:
-        return "no-model"
-    return "graded"
-
-
-def _summary(status: str, checked: list[Check], what: str | None, where: str | None) -> str:
-    head = {
-        "graded": "Graded.",
-        "timeout": "The run hit the time limit.",
-        "memory-limit": "The run hit the memory limit.",
-        "error": f"The run stopped with an error{' at ' + where if where else ''}: {what}",
-        "no-model": "No trained model was found: the submission never finished a fit.",
-    }[status]
-    failed = [c.id for c in checked if c.status in ("fail", "error")]
-    tail = f" Not passed: {', '.join(failed)}." if failed else (" All checks passed." if checked else "")
-    return head + tail
-
-
-def _model(ev: evidence.Evidence) -> ModelSummary | None:
-    table = ev.last_model()
-    if not table:
-        return None
-    try:
-        return ModelSummary.model_validate({
-            "total_params": table.get("total_params"), "trainable_params": table.get("trainable_params"),
-            "layers": [{k: layer.get(k) for k in ("name", "type", "output_shape", "params")}
-                       for layer in table.get("layers") or []]})
-    except Exception:
-        return None
-
-
-def _keep_evidence(prepared: Prepared, result: SandboxResult, target: Path) -> None:
-    target.mkdir(parents=True, exist_ok=True)
-    for pattern in KEPT_EVIDENCE:
-        for source in (prepared.job_dir / "evidence").glob(pattern):
-            if source.is_file() and not source.is_symlink() and source.stat().st_size < MAX_KEPT_BYTES:
-                shutil.copyfile(source, target / source.name)
-    (target / "output-tail.log").write_text(result.output_tail)
+def evidence_folder(out: Path, student: str, assignment: str) -> Path:
+    return record_path(out, student, assignment).with_suffix(".evidence")
 
 
 def grade_job(job: Job, assignments: dict[str, LoadedAssignment], sandbox: Sandbox, options: GradeOptions) -> Record:
+    """Run stage (student code in a sandbox, trusted reading of its model file), then judge stage."""
     loaded = assignments.get(job.assignment)
     if job.problem or loaded is None or job.entry is None:
         return _invalid(job, job.problem or f"unknown assignment {job.assignment}", sandbox, options)
     problem = _entry_problem(job.entry)
     if problem:
         return _invalid(job, problem, sandbox, options, loaded.spec.runtime)
-    with tempfile.TemporaryDirectory(prefix="harness-job-") as tmp:
-        prepared = prepare(job, Path(tmp))
-        result = run(job, loaded, sandbox, prepared,
-                     RunOptions(quick=options.quick, timeout=options.timeout, cache=options.cache,
-                                data_root=options.data_root, seed=options.seed,
-                                memory_mb=options.memory_mb))
-        ev = evidence.read(prepared.job_dir / "evidence")
-        _keep_evidence(prepared, result, record_path(options.out, job.student, job.assignment).with_suffix(".evidence"))
-        evaluation = None
-        if not options.quick and not result.timed_out:
-            evaluation = evaluate(loaded, ev, sandbox, options.data_root)
-            if evaluation.predictions is not None:
-                np.save(record_path(options.out, job.student, job.assignment).with_suffix(".evidence")
-                        / "predictions.npy", evaluation.predictions)
-        ctx = checks.Context(assignment=loaded, evidence=ev, result=result, quick=options.quick,
-                             evaluation=evaluation, entry=prepared.stage / job.entry.relative_to(job.folder),
-                             holdout_signatures=_holdout_signatures(loaded, options))
-        checked, findings = checks.run_all(ctx)
-    what, where = checks.builtin.ending(ctx)
-    status = _status(ctx, options.quick, what)
-    counted = [c for c in checked if c.status != "skip"]
-    return Record(
-        harness_version=__version__, created_at=_now(), student=job.student, assignment=job.assignment,
-        status=status, score=round(sum(c.points for c in counted), 2),
-        max_score=round(sum(c.max_points for c in counted), 2), summary=_summary(status, checked, what, where),
-        checks=checked, findings=findings, model=_model(ev),
-        metrics=evaluation.metrics if evaluation else Metrics(claimed_accuracy=claimed_accuracy(ev)),
-        history=ev.history(),
-        run=RunInfo(sandbox=result.sandbox, runtime=loaded.spec.runtime, mode="quick" if options.quick else "full",
-                    wall_seconds=result.wall_seconds, peak_memory_mb=result.peak_memory_mb,
-                    exit_code=result.exit_code, evaluation_seconds=evaluation.seconds if evaluation else None),
-        submission=SubmissionInfo(entry=job.entry.name, files=prepared.files,
-                                  assignment_digest=assignment_digest(loaded)),
-        evidence_problems=ev.problems)
+    folder = evidence_folder(options.out, job.student, job.assignment)
+    execute(job, loaded, sandbox,
+            RunOptions(quick=options.quick, timeout=options.timeout, cache=options.cache,
+                       data_root=options.data_root, seed=options.seed, memory_mb=options.memory_mb),
+            options.data_root, folder)
+    info = JobInfo(student=job.student, assignment=job.assignment, entry=job.entry.name,
+                   files=submission_files(job.folder), assignment_digest=assignment_digest(loaded))
+    return judge(info, loaded, folder, _holdout_signatures(loaded, options))
+
+
+def rescore_all(out: Path, assignments: dict[str, LoadedAssignment], options: GradeOptions,
+                progress: Callable[[Record], None] | None = None) -> list[Record]:
+    """Judge every stored run under `out` again (changed rules or thresholds), starting no sandbox."""
+    records = []
+    for path in sorted(out.glob("*/*.json")):
+        try:
+            old = record.load(path)
+        except (ValueError, OSError):
+            continue
+        folder = evidence_folder(out, old.student, old.assignment)
+        loaded = assignments.get(old.assignment)
+        if loaded is None or not (folder / "run.json").is_file():
+            records.append(old)  # invalid submissions and harness failures have no stored run to judge
+            continue
+        quick = old.run.mode == "quick"
+        info = JobInfo(student=old.student, assignment=old.assignment, entry=old.submission.entry or "",
+                       files=old.submission.files, assignment_digest=assignment_digest(loaded))
+        rec = judge(info, loaded, folder, _holdout_signatures(loaded, GradeOptions(
+            quick=quick, out=out, cache=options.cache, data_root=options.data_root)))
+        record.save(rec, path)
+        reports.write_markdown(rec, path.with_suffix(".md"))
+        if progress:
+            progress(rec)
+        records.append(rec)
+    return records
 
 
 def _holdout_signatures(loaded: LoadedAssignment, options: GradeOptions):

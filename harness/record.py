@@ -53,6 +53,7 @@ class ModelSummary(Frozen):
     total_params: int | None
     trainable_params: int | None
     layers: list[Layer]
+    source: str | None = Field(default=None, description="which model file the grader read this table from")
 
 
 class Metrics(Frozen):
@@ -62,7 +63,10 @@ class Metrics(Frozen):
     confusion_matrix: list[list[int]] | None = None
     misclassified: list[str] | None = None
     preprocessing: str | None = None
-    claimed_accuracy: float | None = None
+    claimed_accuracy: float | None = Field(default=None, description="what the student's own evaluate said; never scored")
+    public_accuracy: float | None = Field(default=None, description="accuracy on the public part of the test split "
+                                                                    "(leaderboard); holdout_accuracy is the private part")
+    public_size: int | None = None
 
 
 class RunInfo(Frozen):

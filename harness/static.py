@@ -43,7 +43,7 @@ def _parse(source: str) -> ast.AST | None:
     cleaned = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
     try:
         return ast.parse(cleaned)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -20,13 +20,22 @@ from harness.spec import LoadedAssignment
 
 @dataclass(frozen=True)
 class Context:
+    """What a check may look at. `evidence` holds the probe's claims; `result` and `evaluation`
+    are what the harness measured itself (the sandbox, and the model file read by trusted code)."""
+
     assignment: LoadedAssignment
     evidence: Evidence
     result: SandboxResult
     quick: bool
-    evaluation: object | None = None
+    evaluation: Any = None  # harness.evaluate.Evaluation (not imported: it would be a cycle)
     entry: Path | None = None
     holdout_signatures: np.ndarray | None = None
+
+    @property
+    def verified_model(self) -> dict[str, Any] | None:
+        """The layer table read from the model file by trusted code, or None."""
+        table = getattr(self.evaluation, "model", None)
+        return table if isinstance(table, dict) else None
 
 
 @dataclass(frozen=True)
@@ -51,9 +60,18 @@ def registered() -> dict[str, CheckFn]:
 
 
 def run_all(ctx: Context) -> tuple[list[Check], list[Finding]]:
+    """Every registered check, each on its own: one check's crash is that check's `error`."""
     checks, findings = [], []
-    for fn in _REGISTRY.values():
-        outcome = fn(ctx)
+    for check_id, fn in _REGISTRY.items():
+        try:
+            outcome = fn(ctx)
+        except Exception as exc:  # a bug in the harness (or evidence it did not foresee): not the student's fault
+            max_points = float(getattr(ctx.assignment.spec.points, check_id.replace("-", "_"), 0) or 0)
+            checks.append(Check(
+                id=check_id, status="error", points=0, max_points=max_points,
+                message=f"The grader failed inside this check ({type(exc).__name__}: {str(exc)[:200]}). This is the "
+                        f"harness's fault, not yours: the operator should report it; the other checks still ran."))
+            continue
         if outcome.check is not None:
             checks.append(outcome.check)
         findings += outcome.findings

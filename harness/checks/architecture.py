@@ -132,3 +132,26 @@ def points(verdict: Verdict, max_points: float, partial_credit: str) -> float:
     if not verdict.totals_match:
         share = min(share, 0.9)
     return round(max_points * share, 2)
+
+
+def claim_differences(claimed: dict[str, Any] | None, verified: dict[str, Any] | None) -> list[str]:
+    """Where the probe's claimed layer table disagrees with the one read from the model file."""
+    if not claimed or not verified or claimed.get("total_params") is None:
+        return []
+    def rows(table: dict[str, Any]) -> list[tuple]:
+        return [(layer.get("type"), layer.get("params")) for layer in table.get("layers") or []
+                if isinstance(layer, dict) and layer.get("type") != "InputLayer"]
+    found = []
+    for key in ("total_params", "trainable_params"):
+        if verified.get(key) is not None and claimed.get(key) != verified.get(key):  # None: not readable from the file
+            found.append(f"{key.replace('_', ' ')} {number(claimed.get(key))} claimed, "
+                         f"{number(verified.get(key))} in the file")
+    mine, theirs = rows(claimed), rows(verified)
+    if mine != theirs and theirs:  # no rows: a subclassed model's layers are not in its file
+        found.append(f"layers claimed: {_sketch(mine)}; layers in the file: {_sketch(theirs)}")
+    return found
+
+
+def _sketch(rows: list[tuple]) -> str:
+    text = ", ".join(f"{kind}({number(params)})" for kind, params in rows[:12])
+    return text + (f" and {len(rows) - 12} more" if len(rows) > 12 else "") if rows else "none"

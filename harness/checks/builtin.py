@@ -67,6 +67,7 @@ def hint(ctx: Context, message: str) -> str:
 
 @register("completes")
 def completes(ctx: Context) -> Outcome:
+    """Rests on what the harness saw: the exit code, and (full runs) a model file that loads."""
     max_points = ctx.assignment.spec.points.completes
     what, where = ending(ctx)
     if ctx.quick and ctx.evidence.quick_stopped and what is None:
@@ -75,26 +76,31 @@ def completes(ctx: Context) -> Outcome:
         at = f" at {where}" if where else ""
         return Outcome(Check(id="completes", status="fail", points=0, max_points=max_points,
                              message=f"The submission did not run to the end{at}: {what}"))
-    if not ctx.evidence.fits and not ctx.evidence.training_loops:
+    if not ctx.quick and not getattr(ctx.evaluation, "loaded", False):
+        why = getattr(ctx.evaluation, "error", None) or "no model file was saved"
         return Outcome(Check(id="completes", status="fail", points=0, max_points=max_points,
-                             message="The submission ran to the end but never trained a model (no fit call was seen)."))
+                             message=f"The submission ran to the end but left no trained model the grader could "
+                                     f"load: {why}."))
     return Outcome(Check(id="completes", status="pass", points=max_points, max_points=max_points,
                          message="The submission ran to the end."))
 
 
 @register("architecture")
 def architecture(ctx: Context) -> Outcome:
+    """Compares the layer table read from the model file (trusted), never the probe's claim."""
     spec, expected = ctx.assignment.spec, ctx.assignment.expected
     max_points = spec.points.architecture
-    model = ctx.evidence.last_model()
+    model = ctx.verified_model
     if expected is None:
         return Outcome(Check(id="architecture", status="error", points=0, max_points=max_points,
                              message=f"The assignment has no expected model yet: the instructor must run "
                                      f"`harness calibrate {spec.id}`."))
     if model is None or model.get("total_params") is None:
+        why = getattr(ctx.evaluation, "model_error", None) or getattr(ctx.evaluation, "error", None)
+        claimed = " (the run's own report of a model does not count)" if ctx.evidence.last_model() else ""
         return Outcome(Check(id="architecture", status="fail", points=0, max_points=max_points,
-                             message="No built model was seen: the run ended before a model was compiled "
-                                     "with a known input shape or fitted."))
+                             message=f"The grader could not read a built model from the model file{claimed}: "
+                                     f"{why or 'the run ended before a model was built and saved'}."))
     verdict = arch.compare(expected, model, spec.architecture.check_output_shapes)
     points = arch.points(verdict, max_points, spec.architecture.partial_credit)
     if verdict.exact:

@@ -292,8 +292,26 @@ def evidence_missing(ctx: Context) -> list[Finding]:
     return found
 
 
+def evidence_mismatch(ctx: Context) -> list[Finding]:
+    """The probe's claim about the model against the model file the grader read and scored."""
+    from harness.checks.architecture import claim_differences
+    verified = ctx.verified_model
+    claimed = ctx.evidence.last_model()
+    for event in reversed(ctx.evidence.events):  # the claim about the very file that was saved
+        if event.get("kind") == "model_saved" and isinstance(event.get("model"), dict):
+            claimed = event["model"]
+            break
+    differences = claim_differences(claimed, verified)
+    if not differences:
+        return []
+    return [Finding(rule="evidence-mismatch", severity="error",
+                    message=("What the run reported about its model disagrees with the model file the grader read "
+                             "and scored: " + "; ".join(differences) + ". Only the file counts; the run's own "
+                             "report was altered or describes another model."))]
+
+
 DETECTORS = (augmented_validation, test_in_training, test_for_selection, split_overlap, test_statistics,
-             label_mismatch, ignored_argument, evidence_missing)
+             label_mismatch, ignored_argument, evidence_missing, evidence_mismatch)
 
 
 @register("no-leaks")
@@ -302,7 +320,8 @@ def no_leaks(ctx: Context) -> Outcome:
     for detect in DETECTORS:
         findings += detect(ctx)
     max_points = ctx.assignment.spec.points.no_leaks
-    blocking = [f for f in findings if f.severity == "error" and (f.rule in LEAK_RULES or f.rule == "evidence-missing")]
+    blocking = [f for f in findings if f.severity == "error"
+                and (f.rule in LEAK_RULES or f.rule in ("evidence-missing", "evidence-mismatch"))]
     if blocking:
         rules = sorted({f.rule for f in blocking})
         return Outcome(Check(id="no-leaks", status="fail", points=0, max_points=max_points,

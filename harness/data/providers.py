@@ -5,8 +5,14 @@ to students and what is held out.
     <data root>/<name>/holdout/              mounted into the evaluation sandbox: images only
         images.npy                           (keras datasets: N x H x W uint8)
         <id>.png|jpg                         (folder datasets: opaque ids, no class in the path)
-    <data root>/<name>/holdout-labels.json   never mounted anywhere: {"classes": [...], "labels": [...]}
-    <data root>/<name>/manifest.json         provider, counts, when
+    <data root>/<name>/holdout-labels.json   never mounted anywhere: {"classes", "ids", "labels", "parts"}
+    <data root>/<name>/manifest.json         provider, counts, when, layout version
+
+The test split is divided once, with a fixed seed, into a public and a private part (`parts`).
+`holdout_accuracy` is computed on the private part alone; the public part's accuracy is kept for
+the leaderboard. A `keras.datasets` student is served the public part as the test split, repeated
+to the official size (seed code reshapes `X_test` to (10000, 28, 28, 1)); the private part is
+never served. A folder dataset serves neither part.
 
 A provider is a small object with `name`, `describe()` and `prepare(target, source)`; the
 built-ins register themselves like any other.
@@ -30,6 +36,9 @@ import numpy as np
 from harness.errors import InfrastructureError, UsageError
 from harness.spec import DataSpec
 
+LAYOUT = 2                # the prepared layout this code reads; older data roots must be prepared again
+PUBLIC_SHARE = 0.5
+SPLIT_SEED = 20261130
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 FASHION_FILES = ["train-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz",
@@ -79,20 +88,61 @@ class Holdout:
     ids: list[str]
     labels: np.ndarray
     classes: list[str]
+    private: np.ndarray  # bool per id: True for the private part (grades), False for the public part
+
+    @property
+    def public(self) -> np.ndarray:
+        return ~self.private
+
+
+def split_parts(labels: np.ndarray) -> np.ndarray:
+    """Which test samples are private (True): a fixed-seed half of each class, the same on every machine."""
+    labels = np.asarray(labels)
+    private = np.ones(len(labels), dtype=bool)
+    rng = np.random.default_rng(SPLIT_SEED)
+    for cls in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == cls))
+        private[members[: int(len(members) * PUBLIC_SHARE)]] = False
+    return private
+
+
+def served_test(x: np.ndarray, y: np.ndarray, private: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The public part repeated (in order) to the official test size."""
+    public = np.flatnonzero(~private)
+    order = np.resize(public, len(x))
+    return x[order], y[order]
 
 
 def dataset_dir(name: str, root: Path | None) -> Path:
     return (root or default_root()) / name
 
 
+def manifest(name: str, root: Path | None) -> dict | None:
+    path = dataset_dir(name, root) / "manifest.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def is_prepared(name: str, root: Path | None) -> bool:
-    return (dataset_dir(name, root) / "manifest.json").is_file()
+    found = manifest(name, root)
+    return found is not None and found.get("layout") == LAYOUT
+
+
+def identity(name: str, root: Path | None) -> str | None:
+    """What identifies the prepared data a grade depends on (for the resume cache)."""
+    found = manifest(name, root)
+    return None if found is None else f"{found.get('provider')}:{found.get('prepared_at')}:{found.get('layout')}"
 
 
 def _not_prepared(name: str, root: Path | None) -> InfrastructureError:
     provider = get(name)
+    old = manifest(name, root) is not None
     return InfrastructureError(
-        f"dataset {name!r} is not prepared in {dataset_dir(name, root).parent}: the instructor must run "
+        f"dataset {name!r} {'was prepared by an older harness (no private holdout)' if old else 'is not prepared'} "
+        f"in {dataset_dir(name, root).parent}: the instructor must run "
         f"`harness data prepare {name}`{' (' + provider.source_hint + ')' if provider.source_hint else ''}")
 
 
@@ -109,13 +159,17 @@ def holdout(spec: DataSpec, root: Path | None) -> Holdout:
     meta = json.loads((folder / "holdout-labels.json").read_text())
     kind = "array" if (folder / "holdout" / "images.npy").exists() else "files"
     return Holdout(folder=folder / "holdout", kind=kind, ids=meta["ids"], labels=np.asarray(meta["labels"]),
-                   classes=meta["classes"])
+                   classes=meta["classes"], private=np.asarray([p == "private" for p in meta["parts"]]))
 
 
 def _finish(target: Path, name: str, provider: str, ids: list[str], labels: list[int], classes: list[str],
-            extra: dict) -> dict:
-    (target / "holdout-labels.json").write_text(json.dumps({"classes": classes, "ids": ids, "labels": labels}))
-    manifest = {"dataset": name, "provider": provider, "holdout_size": len(ids), "classes": classes,
+            extra: dict, private: np.ndarray | None = None) -> dict:
+    private = split_parts(np.asarray(labels)) if private is None else private
+    parts = ["private" if p else "public" for p in private]
+    (target / "holdout-labels.json").write_text(json.dumps({"classes": classes, "ids": ids, "labels": labels,
+                                                             "parts": parts}))
+    manifest = {"dataset": name, "provider": provider, "layout": LAYOUT, "holdout_size": int(private.sum()),
+                "public_size": int((~private).sum()), "classes": classes,
                 "prepared_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra}
     (target / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
@@ -158,19 +212,24 @@ class FashionMnist:
         if missing:
             raise InfrastructureError(f"{source}: missing {', '.join(missing)}; install the Debian package "
                                       f"dataset-fashion-mnist (make install) or pass a folder with the four files")
+        from harness.data.standin import write_idx
         tmp = _fresh(target)
         served = tmp / "served" / "fashion-mnist"
         served.mkdir(parents=True)
-        for name in FASHION_FILES:
+        for name in FASHION_FILES[:2]:
             shutil.copyfile(source / name, served / name)
         images = _read_idx(source / "t10k-images-idx3-ubyte.gz")
         labels = _read_idx(source / "t10k-labels-idx1-ubyte.gz")
+        private = split_parts(labels)
+        public_x, public_y = served_test(images, labels, private)
+        write_idx(served / "t10k-images-idx3-ubyte.gz", public_x)
+        write_idx(served / "t10k-labels-idx1-ubyte.gz", public_y)
         (tmp / "holdout").mkdir()
         np.save(tmp / "holdout" / "images.npy", images)
         classes = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot"]
         manifest = _finish(tmp, self.name, "debian", [f"test-{i:05d}" for i in range(len(labels))],
-                           labels.astype(int).tolist(), classes, {"source": str(source)})
+                           labels.astype(int).tolist(), classes, {"source": str(source)}, private)
         _swap(tmp, target)
         return manifest
 
@@ -192,14 +251,17 @@ class Mnist:
                                           f"`harness data prepare mnist`, or copy mnist.npz here and run "
                                           f"`harness data import mnist PATH`") from None
         with np.load(path, allow_pickle=False) as f:
-            x_test, y_test = f["x_test"], f["y_test"]
+            x_train, y_train, x_test, y_test = f["x_train"], f["y_train"], f["x_test"], f["y_test"]
+        private = split_parts(y_test)
+        public_x, public_y = served_test(x_test, y_test, private)
         tmp = _fresh(target)
         (tmp / "served").mkdir()
-        shutil.copyfile(path, tmp / "served" / "mnist.npz")
+        # not the official file (its hash differs): the probe serves it to keras.datasets.mnist.load_data()
+        np.savez(tmp / "served" / "mnist.npz", x_train=x_train, y_train=y_train, x_test=public_x, y_test=public_y)
         (tmp / "holdout").mkdir()
         np.save(tmp / "holdout" / "images.npy", x_test)
         manifest = _finish(tmp, self.name, "npz", [f"test-{i:05d}" for i in range(len(y_test))],
-                           y_test.astype(int).tolist(), [str(i) for i in range(10)], {"source": str(path)})
+                           y_test.astype(int).tolist(), [str(i) for i in range(10)], {"source": str(path)}, private)
         _swap(tmp, target)
         return manifest
 
@@ -318,4 +380,5 @@ def holdout_signatures(spec: DataSpec, root: Path | None, standin_root: Path | N
             with np.load(standin_root / "mnist.npz", allow_pickle=False) as f:
                 return fingerprints.signatures(f["x_test"])
         return fingerprints.signatures(_read_idx(standin_root / "fashion-mnist" / "t10k-images-idx3-ubyte.gz"))
-    return fingerprints.holdout_signatures(holdout(spec, root).folder / "images.npy")
+    found = holdout(spec, root)  # the served test images are the public part: those are the ones to find
+    return fingerprints.holdout_signatures(found.folder / "images.npy")[found.public]

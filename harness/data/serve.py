@@ -33,9 +33,9 @@ def serve(spec: DataSpec, root: Path, layout: Layout, standin: bool) -> Served:
         else:
             for name in files:
                 mounts.append(Mount(root / name, f"{cache}/{name}"))
-        if standin and spec.name == "mnist":
-            # keras checks mnist.npz against the real file's hash: the probe's loader hook
-            # serves the stand-in instead (quick mode only).
+        if spec.name == "mnist":
+            # keras checks mnist.npz against the official file's hash; the served file (a stand-in,
+            # or the training split with the public test part) differs, so the probe's loader hook serves it.
             env["HARNESS_MNIST_FILE"] = f"{cache}/mnist.npz"
     else:
         for split in spec.served_splits:

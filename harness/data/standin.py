@@ -46,7 +46,7 @@ def _arrays(spec: DataSpec, split: str) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def _idx(path: Path, array: np.ndarray) -> None:
+def write_idx(path: Path, array: np.ndarray) -> None:
     dims = array.shape
     header = struct.pack(">HBB", 0, 0x08, len(dims)) + b"".join(struct.pack(">I", d) for d in dims)
     with gzip.open(path, "wb") as out:
@@ -68,10 +68,10 @@ def make(spec: DataSpec, cache: Path) -> Path:
         elif spec.name == "fashion_mnist":
             folder = root / "fashion-mnist"
             folder.mkdir(exist_ok=True)
-            _idx(folder / "train-labels-idx1-ubyte.gz", y_train)
-            _idx(folder / "train-images-idx3-ubyte.gz", x_train)
-            _idx(folder / "t10k-labels-idx1-ubyte.gz", y_test)
-            _idx(folder / "t10k-images-idx3-ubyte.gz", x_test)
+            write_idx(folder / "train-labels-idx1-ubyte.gz", y_train)
+            write_idx(folder / "train-images-idx3-ubyte.gz", x_train)
+            write_idx(folder / "t10k-labels-idx1-ubyte.gz", y_test)
+            write_idx(folder / "t10k-images-idx3-ubyte.gz", x_test)
         else:
             raise ValueError(f"no stand-in for keras dataset {spec.name!r}")
     else:

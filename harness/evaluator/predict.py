@@ -33,6 +33,80 @@ def status(out, **data):
         json.dump(data, fh)
 
 
+CONFIG_KEYS = (
+    "units", "filters", "kernel_size", "strides", "padding", "activation", "pool_size",
+    "rate", "use_bias", "target_shape", "scale", "offset", "mode", "factor", "axis",
+)
+
+
+def _shape_list(shape):
+    if shape is None:
+        return None
+    if isinstance(shape, (list, tuple)) and shape and isinstance(shape[0], (list, tuple)):
+        return [_shape_list(s) for s in shape]
+    if hasattr(shape, "as_list"):
+        return shape.as_list()
+    return [None if d is None else int(d) for d in shape]
+
+
+def _output_shape(layer):
+    try:
+        out = layer.output
+        if isinstance(out, (list, tuple)):
+            return [_shape_list(getattr(o, "shape", None)) for o in out]
+        return _shape_list(out.shape)
+    except Exception:
+        pass
+    try:
+        return _shape_list(layer.output_shape)
+    except Exception:
+        return None
+
+
+def _plain(value):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float, str, type(None))) for v in value):
+        return list(value)
+    return None
+
+
+def _size(weights):
+    total = 0
+    for w in weights:
+        n = 1
+        for d in w.shape:
+            n *= int(d)
+        total += n
+    return total
+
+
+def describe(model):
+    """The layer table of the loaded model, measured here (the probe's table is only a claim)."""
+    layers = []
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "InputLayer":
+            continue
+        try:
+            config = layer.get_config()
+        except Exception:
+            config = {}
+        layers.append({
+            "name": str(layer.name), "type": kind, "output_shape": _output_shape(layer),
+            "params": int(layer.count_params()) if layer.built else None,
+            "trainable": bool(layer.trainable),
+            "config": {k: _plain(config[k]) for k in CONFIG_KEYS if k in config and _plain(config[k]) is not None},
+        })
+    shape = None
+    try:
+        shape = _shape_list(model.inputs[0].shape)
+    except Exception:
+        pass
+    return {"class": type(model).__name__, "layers": layers, "total_params": int(model.count_params()),
+            "trainable_params": _size(model.trainable_weights), "input_shape": shape}
+
+
 def resize_method(interpolation):
     """('pil' | 'tf', method) from 'pil:nearest', 'tf:area' or a bare name (PIL's when PIL has it)."""
     library, sep, method = str(interpolation).partition(":")
@@ -233,27 +307,114 @@ def output_activation(config):
     return None
 
 
-def archive_layers(config):
-    """The layer table a config describes (type and name, nested models flattened one level):
-    what can be said about a model that is scored as a graph."""
+def _snake(name):
+    """keras.src.utils.naming.to_snake_case: how a .keras weights file names a layer's group."""
+    import re
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _weight_counts(path):
+    """Sizes of the variables of each top-level layer group of a .keras archive's weights file, in
+    the order they are stored ({group: [size, ...]})."""
+    import io
+    import h5py
+    counts = {}
+    with zipfile.ZipFile(path) as zf, h5py.File(io.BytesIO(zf.read("model.weights.h5")), "r") as weights:
+        group = weights.get("layers")
+        if group is None:
+            return counts
+        for name in group:
+            sizes = []
+
+            def add(_, obj):
+                if isinstance(obj, h5py.Dataset):
+                    size = 1
+                    for d in obj.shape:
+                        size *= int(d)
+                    sizes.append(size)
+            group[name].visititems(add)
+            counts[name] = sizes
+    return counts
+
+
+def _model_weight_total(path):
+    """Every variable the weights file holds for the model (the optimizer's state left out)."""
+    import io
+    import h5py
+    total = [0]
+    try:
+        with zipfile.ZipFile(path) as zf, h5py.File(io.BytesIO(zf.read("model.weights.h5")), "r") as weights:
+            def add(name, obj):
+                if isinstance(obj, h5py.Dataset) and not name.startswith("optimizer"):
+                    size = 1
+                    for d in obj.shape:
+                        size *= int(d)
+                    total[0] += size
+            weights.visititems(add)
+    except Exception:
+        return None
+    return total[0]
+
+
+def describe_archive(path, config):
+    """The layer table of a model Keras would not load safely, read without running it: layer
+    types, names and settings from its config.json, parameters from its weights file. Output
+    shapes cannot be known this way (None)."""
     inner = config.get("config") if isinstance(config, dict) else None
     layers = inner.get("layers") if isinstance(inner, dict) else None
-    out = []
-    for layer in layers if isinstance(layers, list) else []:
-        if not isinstance(layer, dict) or layer.get("class_name") == "InputLayer":
+    try:
+        counts = _weight_counts(path)
+    except Exception:
+        counts = None
+    if not isinstance(layers, list):  # a subclassed model: its layers are its own Python; the total is known
+        total = _model_weight_total(path)
+        return {"class": str(config.get("class_name") if isinstance(config, dict) else None), "layers": [],
+                "total_params": total, "trainable_params": None, "input_shape": None}
+    seen, table, trainable = {}, [], 0
+    for layer in layers:
+        if not isinstance(layer, dict):
             continue
+        kind = str(layer.get("class_name"))
         conf = layer.get("config") if isinstance(layer.get("config"), dict) else {}
-        out.append({"type": str(layer.get("class_name")), "name": str(conf.get("name", layer.get("name", "")))})
-    return out
+        if kind == "InputLayer":
+            continue
+        group = _snake(kind)
+        index = seen.get(group, 0)
+        seen[group] = index + 1
+        key = group if index == 0 else "%s_%d" % (group, index)
+        sizes = counts.get(key, []) if counts is not None else []
+        if conf.get("trainable", True) is not False:  # BatchNormalization's moving mean and variance are not
+            trainable += sum(sizes[:-2]) if kind == "BatchNormalization" else sum(sizes)
+        settings = {}
+        for k in CONFIG_KEYS:
+            value = _activation_name(conf.get(k)) if k == "activation" else _plain(conf.get(k))
+            if value is not None:
+                settings[k] = value
+        table.append({"name": str(conf.get("name", layer.get("name", ""))), "type": kind, "output_shape": None,
+                      "params": sum(sizes) if counts is not None else None,
+                      "trainable": bool(conf.get("trainable", True)), "config": settings})
+    shape = None
+    for layer in layers:
+        conf = layer.get("config") if isinstance(layer, dict) and isinstance(layer.get("config"), dict) else {}
+        candidate = conf.get("batch_shape") or conf.get("batch_input_shape")
+        if isinstance(candidate, list):
+            shape = [d if isinstance(d, int) else None for d in candidate]
+            break
+    return {"class": str(config.get("class_name")), "layers": table,
+            "total_params": sum(sum(v) for v in counts.values()) if counts is not None else None,
+            "trainable_params": trainable if counts is not None else None, "input_shape": shape}
 
 
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--model", required=True)
-    p.add_argument("--images", required=True)
-    p.add_argument("--ids", required=True)
+    p.add_argument("--images")
+    p.add_argument("--ids")
+    p.add_argument("--describe-only", action="store_true", help="write model.json and stop")
     p.add_argument("--out", required=True)
-    p.add_argument("--scale", required=True, choices=["none", "x/255", "x/127.5-1"])
+    p.add_argument("--scale", default="none", choices=["none", "x/255", "x/127.5-1"])
     p.add_argument("--interpolation", default="bilinear")
     p.add_argument("--runtime", default="keras3")
     p.add_argument("--batch-size", type=int, default=256)
@@ -267,31 +428,51 @@ def main():
     import numpy as np
 
     start = time.perf_counter()
+    graph = os.path.isfile(os.path.join(os.path.dirname(args.model), GRAPH_FILE))
     try:
         model = load_model_or_graph(keras, args.model)
     except LoadFailed as exc:
-        status(args.out, ok=False, stage="load", error=exc.error, message=exc.message, graph_error=exc.graph_error,
-               graph=os.path.isfile(os.path.join(os.path.dirname(args.model), GRAPH_FILE)))
-        sys.exit(3)
+        model, failure = None, exc
     config = archive_config(args.model)
+    if model is None and not (args.describe_only and config):
+        status(args.out, ok=False, stage="load", error=failure.error, message=failure.message,
+               graph_error=failure.graph_error, graph=graph)
+        sys.exit(3)
     loaded = time.perf_counter()
+    try:  # a model Keras refused (Lambda, custom classes) is described from its saved config, as JSON
+        table = describe(model.model) if model is not None and model.how == "keras" else \
+            describe_archive(args.model, config)
+    except Exception as exc:
+        status(args.out, ok=False, stage="describe", error=type(exc).__name__, message=str(exc)[:2000])
+        sys.exit(3)
+
+    def report(**data):
+        """The layer table and the status are written last, after anything of the model ran."""
+        with open(os.path.join(args.out, "model.json"), "w") as fh:
+            json.dump(table, fh)
+        status(args.out, **data)
+        if not data.get("ok"):
+            sys.exit(3)
+
+    if args.describe_only:
+        report(ok=True, n=0, load_seconds=round(loaded - start, 3), read_with=model.how if model else "config")
+        return
     shape = model.input_shape
-    with open(args.ids) as fh:
-        ids = json.load(fh)
-    array_file = os.path.join(args.images, "images.npy")
-    if os.path.exists(array_file):
-        x = np.load(array_file, allow_pickle=False).astype(np.float32)
-        x = x.reshape((len(x),) + tuple(int(d) for d in shape[1:]))
-    else:
-        if len(shape) != 4:
-            status(args.out, ok=False, stage="input", error="InputShape",
-                   message=f"the model expects input of shape {shape}, not images")
-            sys.exit(3)
-        try:
+    try:
+        with open(args.ids) as fh:
+            ids = json.load(fh)
+        array_file = os.path.join(args.images, "images.npy")
+        if os.path.exists(array_file):
+            x = np.load(array_file, allow_pickle=False).astype(np.float32)
+            x = x.reshape((len(x),) + tuple(int(d) for d in shape[1:]))
+        else:
+            if len(shape) != 4:
+                report(ok=False, stage="input", error="InputShape",
+                       message=f"the model expects input of shape {shape}, not images")
             x = load_images(args.images, ids, (int(shape[1]), int(shape[2])), int(shape[3]), args.interpolation)
-        except ValueError as exc:
-            status(args.out, ok=False, stage="input", error=type(exc).__name__, message=str(exc)[:2000])
-            sys.exit(3)
+    except Exception as exc:
+        report(ok=False, stage="input", error=type(exc).__name__,
+               message=f"the holdout images cannot be given to a model whose input shape is {shape}: {exc}"[:2000])
     if args.scale == "x/255":
         x = x / 255.0
     elif args.scale == "x/127.5-1":
@@ -300,20 +481,16 @@ def main():
     try:
         predictions = model.predict(x, batch_size=args.batch_size)
     except Exception as exc:
-        status(args.out, ok=False, stage="predict", error=type(exc).__name__, message=str(exc)[:2000])
-        sys.exit(3)
+        report(ok=False, stage="predict", error=type(exc).__name__, message=str(exc)[:2000])
     done = time.perf_counter()
     if isinstance(predictions, (list, tuple, dict)):
-        status(args.out, ok=False, stage="predict", error="MultipleOutputs",
+        report(ok=False, stage="predict", error="MultipleOutputs",
                message="the model has several outputs; one class-probability output is expected")
-        sys.exit(3)
     np.save(os.path.join(args.out, "predictions.npy"), np.asarray(predictions))
-    status(args.out, ok=True, n=len(x), load_seconds=round(loaded - start, 3),
+    report(ok=True, n=len(x), load_seconds=round(loaded - start, 3),
            prepare_seconds=round(prepared - loaded, 3), predict_seconds=round(done - prepared, 3),
            input_shape=[None if d is None else int(d) for d in shape], scored_with=model.how,
-           output_activation=output_activation(config),
-           archive_layers=archive_layers(config) if model.how == "graph" else None)
-
+           output_activation=output_activation(config))
 
 if __name__ == "__main__":
     main()

@@ -26,6 +26,7 @@ WORKSPACE = os.path.realpath(os.environ.get("HARNESS_WORKSPACE", os.getcwd()))
 PROBE_DIR = os.path.dirname(os.path.realpath(__file__))
 
 MODEL_FILE = "model.keras"
+START_MODEL_FILE = "model-start.keras"
 CONFIG_KEYS = (
     "units", "filters", "kernel_size", "strides", "padding", "activation", "pool_size",
     "rate", "use_bias", "target_shape", "scale", "offset", "mode", "factor", "axis",
@@ -417,9 +418,13 @@ def _wrap_fit(original, api, callback_module):
                 _emit("fit_start", fit=fit_id, **_fit_event(self, bound, api))
             except BaseException as exc:
                 _problem("fit-start", exc)
+        if not QUICK and not nested and not _state.get("start_saved") and getattr(self, "built", False):
+            _state["start_saved"] = True  # read by the harness if the run is cut short before its end
+            save_model(self, START_MODEL_FILE, quiet=True)
         if QUICK and not nested:
             if getattr(self, "built", False):
                 _emit("quick_stop", fit=fit_id)
+                save_model(self)
                 raise QuickStop()
             try:
                 extra = _make_quick_callback(callback_module, self, fit_id)
@@ -432,6 +437,7 @@ def _wrap_fit(original, api, callback_module):
             history = original(self, *args, **kwargs)
         except QuickStop:
             _emit("quick_stop", fit=fit_id)
+            save_model(self)
             raise
         except BaseException as exc:
             if not nested:
@@ -546,6 +552,8 @@ def _training_loop_seen(api, model=None, variables=None, data=None):
               x=describe_data(data) if data is not None else None, data=source)
         if QUICK:  # quick mode stops at the first training step, as it does at the first fit
             _emit("quick_stop", training_loop=api)
+            if model is not None:
+                save_model(model)
             raise QuickStop()
 
 
@@ -931,13 +939,7 @@ def finish():
         _problem("choose-model", exc)
         model, chosen = _state["last_model"], "the last fitted model"
     if model is not None and not QUICK:
-        path = os.path.join(EVIDENCE_DIR, MODEL_FILE)
-        try:
-            model.save(path)
-            _emit("model_saved", file=MODEL_FILE, model=describe_model(model), chosen=chosen,
-                  training_loops=dict(_loops["apis"]))
-        except BaseException as exc:
-            _emit("model_save_failed", error="%s: %s" % (type(exc).__name__, str(exc)[:1000]))
+        save_model(model, chosen=chosen, training_loops=dict(_loops["apis"]))
         try:
             reasons = _needs_graph(model)
             if reasons:
@@ -945,3 +947,18 @@ def finish():
         except BaseException as exc:
             _problem("export-graph", exc)
     _emit("probe_end", fits=_state["fits"], events=_seq + 1)
+
+
+def save_model(model, name=MODEL_FILE, quiet=False, **claims):
+    """Save the model the harness will check and score (in quick mode: at the stop, untrained).
+    The harness reads this file with its own code; the table emitted here is only a claim."""
+    if not EVIDENCE_DIR:
+        return
+    path = os.path.join(EVIDENCE_DIR, name)
+    try:
+        model.save(path)
+        if not quiet:
+            _emit("model_saved", file=name, model=describe_model(model), **claims)
+    except BaseException as exc:
+        if not quiet:
+            _emit("model_save_failed", error="%s: %s" % (type(exc).__name__, str(exc)[:1000]))

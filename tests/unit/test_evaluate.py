@@ -43,3 +43,29 @@ def test_only_random_settings_count_as_augmentation():
     assert augmentations({"rescale": 1 / 255, "zoom_range": [1.0, 1.0], "horizontal_flip": False}) == []
     assert augmentations({"rotation_range": 40, "zoom_range": [0.8, 1.2], "horizontal_flip": True}) == [
         "rotation_range=40", "horizontal_flip=True", "zoom_range=[0.8, 1.2]"]
+
+
+def test_score_grades_the_private_part_and_keeps_the_public_one_apart():
+    labels = np.array([0, 0, 1, 1, 0, 1])
+    predicted = np.array([0, 0, 1, 1, 1, 0])  # perfect on the public part, wrong on the private one
+    private = np.array([False, False, False, False, True, True])
+    metrics = score(predicted, labels, list("abcdef"), ["x", "y"], "x/255", private)
+    assert metrics.holdout_accuracy == 0.0 and metrics.holdout_size == 2
+    assert metrics.public_accuracy == 1.0 and metrics.public_size == 4
+    assert metrics.misclassified == ["e", "f"]
+    assert sum(map(sum, metrics.confusion_matrix)) == 2
+
+
+def test_private_split_is_fixed_stratified_and_never_served():
+    from harness.data.providers import served_test, split_parts
+    labels = np.repeat(np.arange(10), 1000)
+    private = split_parts(labels)
+    assert (private == split_parts(labels)).all()  # the same on every machine
+    for cls in range(10):
+        assert private[labels == cls].sum() == 500
+    images = np.arange(10_000)[:, None] * np.ones((1, 4), dtype=np.int64)
+    x, y = served_test(images, labels, private)
+    assert x.shape == images.shape and y.shape == labels.shape      # the official size
+    served_ids = set(x[:, 0].tolist())
+    assert served_ids == set(np.flatnonzero(~private).tolist())      # public part only, every one of it
+    assert (y == labels[x[:, 0]]).all()

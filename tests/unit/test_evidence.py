@@ -21,7 +21,8 @@ def test_clean_run_has_no_problems(tmp_path):
         {"seq": 4, "kind": "probe_end", "events": 4}],
         driver=[{"kind": "cell", "index": 0, "run": 1}, {"kind": "cell", "index": 3, "run": 2}])
     assert ev.problems == []
-    assert ev.last_model() == MODEL
+    model = ev.last_model()
+    assert model["total_params"] == 10 and [layer["type"] for layer in model["layers"]] == ["Dense"]
     assert ev.history() == {"loss": [2.0, 1.0]}
     assert ev.where(ev.fits[0].start["where"]) == "cell 4, line 3"
 
@@ -51,3 +52,50 @@ def test_file_locations(tmp_path):
     assert ev.where({"file": "train.py", "line": 12}) == "train.py:12"
     assert ev.where(None) is None
     assert ev.where("cell 1") is None
+
+
+MALFORMED = {
+    "probe_start": {"pid": "1"},
+    "fit_start": {"fit": 1, "model": {"layers": ["not a dict"], "built": True}},
+    "fit_end": {"fit": 1, "history": {"loss": ["low"]}},
+    "model_built": {"fit": 1, "model": None},
+    "compile": {"model": {"layers": [{"type": ["Dense"]}]}},
+    "epoch": {"epoch": "one", "logs": {"loss": 1.0}},
+    "evaluate": {"claimed": {"accuracy": 1.0}},
+    "model_saved": {"model": {"total_params": "3156098"}},
+    "exception": {"where": {"cell_run": "x"}},
+    "statistics_fit": {"what": "adapt", "signatures": 7},
+    "save": {"path": ["a"]},
+    "quick_stop": {"fit": 1.5},
+    "probe_end": {"events": 10**60},
+    "admin_override": {"grade": 100},
+}
+
+
+def test_each_malformed_event_kind_is_a_problem_and_is_dropped(tmp_path):
+    lines = [{"seq": 1, "kind": "probe_start"}]
+    lines += [{"seq": n, "kind": kind, **body} for n, (kind, body) in enumerate(MALFORMED.items(), 2)]
+    ev = write(tmp_path, lines)
+    assert [e["kind"] for e in ev.events] == ["probe_start"]
+    for kind in MALFORMED:
+        assert any(f"'{kind}'" in p and "malformed" in p for p in ev.problems), kind
+    assert ev.fits == [] and ev.last_model() is None and ev.history() == {}
+
+
+def test_oversized_numbers_and_deep_nesting_do_not_raise(tmp_path):
+    (tmp_path / "events.jsonl").write_text(
+        '{"seq": 1, "kind": "probe_start"}\n'
+        '{"seq": 2, "kind": "fit_end", "fit": 1, "history": {"loss": [' + "9" * 5000 + ']}}\n'
+        '{"seq": 3, "kind": "epoch", "epoch": 0, "logs": {"loss": ' + "9" * 400 + '}}\n'
+        '{"seq": 4, "kind": "fit_start", "fit": ' + "[" * 100000 + "]" * 100000 + '}\n')
+    ev = evidence.read(tmp_path)
+    assert len(ev.problems) >= 3 and ev.history() == {}
+
+
+def test_a_symlinked_evidence_file_is_not_read(tmp_path):
+    target = tmp_path / "elsewhere.jsonl"
+    target.write_text('{"seq": 1, "kind": "probe_start"}\n')
+    folder = tmp_path / "evidence"
+    folder.mkdir()
+    (folder / "events.jsonl").symlink_to(target)
+    assert evidence.read(folder).events == []

@@ -1,0 +1,122 @@
+"""The run stage of a job: sandboxed run, then trusted reading of the model file it left.
+
+Everything the judge stage needs is stored in the job's evidence folder next to its record, so
+a finished run can be judged again (`harness rescore`) without running student code:
+
+    events.jsonl, driver.jsonl, sig-*.npy, files-*.json   the probe's claims (copied, size-limited)
+    output-tail.log                                        the end of what the run printed
+    code/                                                  the submission's code, for the static reading
+    run.json                                               what the sandbox measured (written here)
+    evaluation.json, predictions.npy                       what trusted evaluation measured (written here)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from harness import evidence
+from harness.discover import Job
+from harness.evaluate import Evaluation, claimed_accuracy, describe, evaluate
+from harness.record import Metrics, write_atomic
+from harness.run import Prepared, RunOptions, prepare, run
+from harness.sandbox import Sandbox, SandboxResult
+from harness.spec import LoadedAssignment
+
+KEPT_EVIDENCE = ("events.jsonl", "driver.jsonl", "sig-*.npy", "files-*.json")
+MAX_KEPT_BYTES = 64 * 2**20  # per file; evidence.MAX_FILE_BYTES reads no more
+MAX_CODE_BYTES = 20 * 2**20
+CODE_SUFFIXES = (".py", ".ipynb")
+RUN_FILE, EVALUATION_FILE, PREDICTIONS_FILE, CODE_DIR = "run.json", "evaluation.json", "predictions.npy", "code"
+START_MODEL = "model-start.keras"  # the probe saves the model at its first fit: read when the run is cut short
+
+
+class RunRecord(BaseModel):
+    """What the sandbox measured about the student's run (written by the harness, never by the job)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    schema_version: int = 1
+    mode: str
+    runtime: str
+    entry: str
+    result: dict
+
+
+def result_of(run_record: RunRecord) -> SandboxResult:
+    return SandboxResult(**run_record.result)
+
+
+def _keep(prepared: Prepared, result: SandboxResult, target: Path) -> None:
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for pattern in KEPT_EVIDENCE:
+        for source in (prepared.job_dir / "evidence").glob(pattern):
+            if source.is_file() and not source.is_symlink() and source.stat().st_size < MAX_KEPT_BYTES:
+                shutil.copyfile(source, target / source.name)
+    (target / "output-tail.log").write_text(result.output_tail, encoding="utf-8", errors="replace")
+    code, total = target / CODE_DIR, 0
+    for path in sorted(prepared.stage.rglob("*")):
+        if path.suffix in CODE_SUFFIXES and path.is_file() and not path.is_symlink():
+            total += path.stat().st_size
+            if total > MAX_CODE_BYTES:
+                break
+            copy = code / path.relative_to(prepared.stage)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, copy)
+
+
+def execute(job: Job, loaded: LoadedAssignment, sandbox: Sandbox, options: RunOptions, data_root: Path | None,
+            target: Path) -> None:
+    """Run the job, read its model file with trusted code, and store everything in `target`."""
+    assert job.entry is not None
+    with tempfile.TemporaryDirectory(prefix="harness-job-") as tmp:
+        prepared = prepare(job, Path(tmp))
+        result = run(job, loaded, sandbox, prepared, options)
+        _keep(prepared, result, target)
+        write_atomic(target / RUN_FILE, RunRecord(
+            mode="quick" if options.quick else "full", runtime=loaded.spec.runtime,
+            entry=job.entry.relative_to(job.folder).as_posix(),
+            result=dataclasses.asdict(result)).model_dump_json(indent=2))
+        ev = evidence.read(prepared.job_dir / "evidence")
+        final = _model_file(prepared.job_dir / "evidence" / "model.keras")
+        start = _model_file(prepared.job_dir / "evidence" / START_MODEL)
+        raw = None
+        if options.quick:
+            evaluation = describe(loaded, final or start, sandbox)
+        elif final is not None and not result.timed_out:
+            evaluation, raw = evaluate(loaded, ev, sandbox, data_root, model_file=final)
+        else:  # cut short or no final model: what was built can still be read; nothing is scored
+            read = describe(loaded, start, sandbox)
+            evaluation = read.model_copy(update={
+                "loaded": False, "metrics": Metrics(claimed_accuracy=claimed_accuracy(ev)),
+                "model_error": read.error,
+                "error": "the run was stopped at the time limit before it saved a trained model" if result.timed_out
+                else "the run did not leave a trained model"})
+    write_atomic(target / EVALUATION_FILE, evaluation.model_dump_json(indent=2))
+    if raw is not None:
+        np.save(target / PREDICTIONS_FILE, raw)
+
+
+def _model_file(path: Path) -> Path | None:
+    return path if path.is_file() and not path.is_symlink() else None
+
+
+def load_stored(folder: Path) -> tuple[RunRecord, Evaluation]:
+    """The run stage's measurements, for the judge stage (raises ValueError when missing or invalid)."""
+    try:
+        run_record = RunRecord.model_validate_json((folder / RUN_FILE).read_text())
+        evaluation = Evaluation.model_validate_json((folder / EVALUATION_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{folder}: the stored run is missing or unreadable ({exc}); grade it again") from None
+    return run_record, evaluation
+
+
+def stored_entry(folder: Path, run_record: RunRecord) -> Path | None:
+    path = folder / CODE_DIR / run_record.entry
+    return path if path.is_file() and not path.is_symlink() else None
