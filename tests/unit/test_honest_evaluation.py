@@ -100,7 +100,8 @@ def test_a_train_on_batch_loop_is_evidence_of_training_and_of_scaling(tmp_path, 
     ev = read(tmp_path, [{"kind": "probe_start"},
                          {"kind": "training_loop", "api": "train_on_batch", "model": model,
                           "x": {"kind": "array", "min": 0.0, "max": 1.0}}])
-    assert ev.fits == [] and len(ev.training_loops) == 1 and ev.last_model() == model
+    assert ev.fits == [] and len(ev.training_loops) == 1
+    assert ev.last_model()["total_params"] == 3 and ev.last_model()["layers"][0]["type"] == "Dense"
     prep = infer_preprocessing(assignments["ox"], ev)
     assert prep.scale == "x/255" and "train_on_batch" in prep.source
 
