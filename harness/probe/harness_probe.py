@@ -593,7 +593,7 @@ def _wrap_apply_gradients(original, takes_pairs):
     know which variables the loop trains."""
     @functools.wraps(original)
     def apply(self, *args, **kwargs):
-        if _state["in_fit"] or _loops["in_step"]:
+        if _state["in_fit"] or _loops["in_step"] or _inside_keras_trainer():
             return original(self, *args, **kwargs)
         variables = None
         try:
@@ -638,6 +638,25 @@ def _wrap_data_iter(original):
         return original(self, *args, **kwargs)
     iterate.__harness_probe__ = True
     return iterate
+
+
+TRAINER_FILES = ("/keras/src/trainers/", "/keras/src/backend/tensorflow/trainer.py", "/tf_keras/src/engine/training")
+
+
+def _inside_keras_trainer():
+    """Keras's own fit / train_on_batch is on the stack: a training step the fit wrapper should have
+    seen. When it did not (the submission restored the original fit), it is not a custom loop: the
+    missing fit stays missing evidence."""
+    try:
+        frame = sys._getframe(2)
+        while frame is not None:
+            name = frame.f_code.co_filename.replace(os.sep, "/")
+            if any(part in name for part in TRAINER_FILES):
+                return True
+            frame = frame.f_back
+    except BaseException:
+        pass
+    return False
 
 
 def _patch_keras3_optimizer(module):
