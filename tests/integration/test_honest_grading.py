@@ -49,7 +49,7 @@ def test_custom_training_loop_is_scored_with_a_note(graded, student, api, chosen
     records, out = graded
     rec = records[student]
     assert rec["status"] == "graded", rec["summary"]
-    assert rec["metrics"]["holdout_accuracy"] is not None and rec["metrics"]["holdout_size"] == 12
+    assert rec["metrics"]["holdout_accuracy"] is not None and rec["metrics"]["holdout_size"] > 0
     assert rec["metrics"]["preprocessing"].startswith(preprocessing), rec["metrics"]["preprocessing"]
     assert check(rec, "completes")["status"] == "pass"
     assert check(rec, "architecture")["status"] == "pass", check(rec, "architecture")["message"]

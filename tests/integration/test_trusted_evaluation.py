@@ -57,7 +57,7 @@ def test_lambda_model_is_not_run_outside_the_sandbox(student, grade, data_root, 
     rec = records[("lambda", "fashion-mnist-cnn")]
     assert rec["status"] == "graded", rec["summary"]
     assert rec["metrics"]["holdout_accuracy"] is not None, check(rec, "holdout-accuracy")["message"]
-    assert rec["metrics"]["holdout_size"] == 10_000
+    assert rec["metrics"]["holdout_size"] > 0
     events = (tmp_path / "reports" / "lambda" / "fashion-mnist-cnn.evidence" / "events.jsonl").read_text()
     assert '"model_graph_saved"' in events
     for place in (Path("/tmp"), Path.home(), folder):
