@@ -322,7 +322,7 @@ def _html_table(board: pd.DataFrame) -> str:
         cells = []
         for column, value in zip(columns, row):
             text = _cell(column, value)
-            raw = "" if text == "" else (str(value) if not isinstance(value, float) else repr(value))
+            raw = "" if text == "" else (repr(float(value)) if isinstance(value, float) else str(value))
             cells.append(f'<td data-value="{html.escape(raw)}">{html.escape(text)}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return (f'<table class="leaderboard">\n<thead><tr>{head}</tr></thead>\n<tbody>\n'

@@ -172,7 +172,7 @@ def test_cli_writes_the_leaderboard_into_the_run_folder(tmp_path, capsys):
     assert harness_main(["leaderboard", str(run), "--public", "--format", "csv"]) == 0
     public = pd.read_csv(folder / "public" / "mnist-cnn.csv")
     assert "private_accuracy" not in public.columns
-    assert not list(run.glob("*/*.json")) or all(p.parent.name != "leaderboard" for p in run.glob("*/*.json"))
+    assert not list((run / "leaderboard").rglob("*.json")), "no file where the record loaders look"
     assert harness_main(["leaderboard", str(tmp_path / "nowhere")]) == 4
 
 
@@ -180,3 +180,10 @@ def test_private_holdout_ids_never_reach_the_leaderboard():
     sections = leaderboard.boards(entries())
     text = leaderboard.to_html(sections) + "".join(leaderboard.to_csv(b) for b in sections.values())
     assert not any(secret in text for secret in SECRET_IDS)
+
+
+def test_an_empty_run_renders_empty_boards(tmp_path):
+    sections = leaderboard.boards([])
+    assert list(sections) == ["overall"] and sections["overall"].empty
+    written = leaderboard.write(tmp_path, [])
+    assert (tmp_path / "leaderboard" / "leaderboard.html").is_file() and len(written) == 3
