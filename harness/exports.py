@@ -31,7 +31,7 @@ EXPORTS_DIR = "exports"
 PRIVATE_CHECKS = {"holdout-accuracy"}
 PRIVATE_VISIBILITY = "after_published"
 GITHUB_SUMMARY_LIMIT = 1024 * 1024  # GitHub Actions: 1 MiB per step summary
-CHECK_TITLES = {"completes": "The notebook runs to the end", "architecture": "Model architecture",
+CHECK_TITLES = {"completes": "The submission runs to the end", "architecture": "Model architecture",
                 "holdout-accuracy": "Accuracy on held-out data", "no-leaks": "No data leaks"}
 
 
