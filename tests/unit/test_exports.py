@@ -115,6 +115,8 @@ def test_github_summary_stays_within_its_limit_and_says_what_it_left_out():
     assert "more job(s) not shown" in text
     small = exports.github_summary(entries(), limit=1500)
     assert len(small.encode()) <= 1500 and "not shown" in small and small.startswith("# Grading results")
+    tiny = exports.github_summary(entries(), limit=300)
+    assert len(tiny.encode()) <= 300 and tiny.startswith("# Grading results") and tiny.endswith("\n")
 
 
 # ---- CLI
