@@ -37,7 +37,7 @@ PUBLIC_COLUMNS = ["rank", "student", "assignment", "public_accuracy", "params", 
 LABELS = {
     "rank": "#", "student": "student", "assignment": "assignment", "status": "status", "score": "score",
     "max_score": "max", "private_accuracy": "private accuracy", "public_accuracy": "public accuracy",
-    "params": "params", "flops_per_image": "FLOPs / image", "train_seconds": "training s",
+    "params": "params", "flops_per_image": "FLOPs / image", "train_seconds": "training run s",
     "images_per_second": "inference images/s", "latency_ms": "ms / image", "peak_memory_mb": "peak MB",
     "gpu_seconds": "GPU s", "assignments": "assignments", "graded": "graded",
     "mean_private_accuracy": "mean private accuracy", "mean_public_accuracy": "mean public accuracy",
