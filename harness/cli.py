@@ -142,12 +142,22 @@ def _harness(argv: list[str]) -> int:
     rescore.add_argument("out", type=Path, help="the folder of records (grade --out)")
     rescore.add_argument("--assignments", type=Path, default=None, help="folder of assignments (default ./assignments)")
     rescore.add_argument("--data-root", type=Path, default=None, help="prepared datasets (default $HARNESS_DATA_ROOT)")
+    board = sub.add_parser("leaderboard", help="benchmark leaderboard of a run folder -> RUN_DIR/leaderboard/")
+    board.add_argument("run_dir", type=Path, help="the folder of records (grade --out)")
+    board.add_argument("--format", action="append", choices=["csv", "md", "html"], help="default: all three")
+    board.add_argument("--public", action="store_true", help="the student-visible board: no private accuracy, no scores")
+    export = sub.add_parser("export", help="Gradescope results.json, JUnit XML, GitHub job summary -> RUN_DIR/exports/")
+    export.add_argument("run_dir", type=Path, help="the folder of records (grade --out)")
+    export.add_argument("--to", action="append", choices=["gradescope", "junit", "github"], required=True,
+                        help="repeat for several; github also appends to $GITHUB_STEP_SUMMARY when set")
     args = parser.parse_args(argv)
 
     if args.command == "data":
         return _data(args)
     if args.command == "rescore":
         return _rescore(args)
+    if args.command in ("leaderboard", "export"):
+        return _publish(args)
 
     if args.command == "schema":
         from harness import record
@@ -198,6 +208,25 @@ def _rescore(args) -> int:
     Console().print(console_table(records))
     full = all(r.status == "graded" and r.score >= r.max_score for r in records)
     return EXIT_OK if full else EXIT_BELOW
+
+
+def _publish(args) -> int:
+    """`harness leaderboard` and `harness export`: pure functions of the records in a run folder."""
+    from harness import exports, leaderboard
+    if not args.run_dir.is_dir():
+        raise UsageError(f"{args.run_dir}: no such folder of records")
+    run = leaderboard.load_run(args.run_dir)
+    for path in run.unreadable:
+        print(f"warning: {path} is not a valid record; left out", file=sys.stderr)
+    if not run.entries:
+        raise UsageError(f"{args.run_dir}: holds no records")
+    if args.command == "leaderboard":
+        written = leaderboard.write(args.run_dir, run.entries, args.format or ("csv", "md", "html"), args.public)
+    else:
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        written = exports.write(args.run_dir, run.entries, args.to, Path(summary) if summary else None)
+    print(f"{len(run.entries)} record(s) -> {len(written)} file(s) in {args.run_dir}/")
+    return EXIT_OK
 
 
 def _data(args) -> int:
