@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+import jsonschema
+
 from harness import __version__, record, reports
 from harness.discover import Job
 from harness.execute import execute
@@ -104,8 +106,8 @@ def rescore_all(out: Path, assignments: dict[str, LoadedAssignment], options: Gr
     for path in sorted(out.glob("*/*.json")):
         try:
             old = record.load(path)
-        except (ValueError, OSError):
-            continue
+        except (ValueError, OSError, jsonschema.ValidationError):
+            continue  # not a record (another tool's file) or a damaged one: nothing to judge
         folder = evidence_folder(out, old.student, old.assignment)
         loaded = assignments.get(old.assignment)
         if loaded is None or not (folder / "run.json").is_file():
