@@ -298,7 +298,7 @@ KERAS_DATASETS = {
                                   "Sneaker", "Bag", "Ankle boot"], "image_shape": [28, 28]},
 }
 _KERAS_USE = re.compile(r"\bdatasets\.(\w+)\b")
-_FOLDER_USE = re.compile(r"""['"](?:\./)?data/([A-Za-z0-9_.-]+)/""")
+_FOLDER_USE = re.compile(r"""['"](?:\./)?data/([A-Za-z0-9_.-]+)[/'"]""")
 
 
 def guess_dataset(code: str) -> str | None:
