@@ -19,7 +19,7 @@ from pathlib import Path
 
 import nbformat
 
-from harness.errors import SpecError, UsageError
+from harness.errors import HarnessError, SpecError, UsageError
 from harness.spec import LoadedAssignment
 from harness.text import number, shape
 
@@ -418,8 +418,9 @@ def scaffold(root: Path, aid: str, reference: Path, known: dict[str, LoadedAssig
                          f"(e.g. mnist, fashion_mnist, or a folder dataset's name)")
     data = data_section(dataset, known, classes, image_shape)
     ref_dir = root.resolve().parent / "reference"
-    target = ref_dir / f"{aid}{reference.suffix}"
-    copied = reference.resolve() != target.resolve()
+    in_place = reference.resolve().parent == ref_dir  # already among the references: used as it is
+    target = reference.resolve() if in_place else ref_dir / f"{aid}{reference.suffix}"
+    copied = not in_place
     if copied and target.exists():
         raise UsageError(f"{target}: already exists and is another file; `harness new` never overwrites a reference")
     text = assignment_toml(aid, title or f"{aid} (edit this title)", f"reference/{target.name}",
@@ -557,7 +558,12 @@ def main(args) -> int:
         if args.no_calibrate:
             print(f"next: `harness calibrate {loaded.id}`")
             return EXIT_OK
-        expected = calibrate.derive_expected(loaded, pick_sandbox(args.sandbox), default_cache(), args.timeout)
+        try:
+            expected = calibrate.derive_expected(loaded, pick_sandbox(args.sandbox), default_cache(), args.timeout)
+        except HarnessError as exc:
+            print(f"{loaded.folder / 'assignment.toml'} is written but not calibrated: fix what follows, then run "
+                  f"`harness calibrate {loaded.id}`", file=sys.stderr)
+            raise exc
         print(f"{loaded.id}: {len(expected.layers)} layers, {expected.total_params:,} params "
               f"-> {loaded.folder / calibrate.EXPECTED_FILE}")
         print(f"next: edit the title and [accuracy] in {loaded.folder / 'assignment.toml'} (prepare the data, then "

@@ -141,3 +141,16 @@ def test_validate_trains_the_ox_reference_in_full_and_passes_only_with_full_mark
     assert rec["metrics"]["holdout_accuracy"] is not None
     assert not [f for f in rec["findings"] if f["severity"] == "error"]
     assert "warning" not in captured.err  # its expected model is current and its solution is marked
+
+
+def test_new_with_a_reference_that_builds_no_model_keeps_the_files_and_says_to_calibrate(tmp_path, capsys):
+    source = tmp_path / "unfinished.py"
+    source.write_text("from tensorflow.keras import datasets\n(x, y), _ = datasets.mnist.load_data()\n"
+                      "raise NotImplementedError('not written yet')\n")
+    root = tmp_path / "course" / "assignments"
+    assert harness("new", "unfinished", "--reference", str(source), "--assignments", str(root)) == 3
+    err = capsys.readouterr().err
+    assert "not calibrated" in err and "harness calibrate unfinished" in err
+    assert "produced no built model" in err
+    assert (root / "unfinished" / "assignment.toml").is_file()
+    assert not (root / "unfinished" / "expected-model.json").exists()

@@ -286,3 +286,12 @@ def test_starter_cell_json_is_valid_nbformat_4(shipped):
     assert data["nbformat"] == 4 and [c["id"] for c in data["cells"]][:2] == ["starter-0", "starter-1"]
     placeholders = [c for c in data["cells"] if "raise NotImplementedError" in "".join(c["source"])]
     assert len(placeholders) == 2  # build the model; compile it
+
+
+def test_scaffold_uses_a_reference_already_in_the_reference_folder_where_it_is(tmp_path, shipped):
+    (tmp_path / "reference").mkdir()
+    reference = tmp_path / "reference" / "ox-solution.ipynb"
+    reference.write_text((ROOT / "reference" / "ox.ipynb").read_text())
+    loaded = publish.scaffold(tmp_path / "assignments", "ox-two", reference, shipped)
+    assert loaded.spec.reference == "reference/ox-solution.ipynb"
+    assert sorted(p.name for p in (tmp_path / "reference").iterdir()) == ["ox-solution.ipynb"]
