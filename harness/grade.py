@@ -269,8 +269,11 @@ NOT_CACHED = ("error", "interrupted")
 def _unchanged(path: Path, job: Job, assignments: dict[str, LoadedAssignment], options: GradeOptions,
                sandbox: Sandbox | None = None) -> Record | None:
     """The stored record, when nothing it depends on changed (an interrupted run resumes here)."""
-    if not path.exists() or job.entry is None:
+    loaded = assignments.get(job.assignment)
+    if not path.exists() or job.entry is None or loaded is None:
         return None
+    if scan(job.folder).size_mb > loaded.spec.max_submission_mb:
+        return None  # refused again at once, with its size today; never hashed
     try:
         old = record.load(path)
     except Exception:
@@ -279,8 +282,7 @@ def _unchanged(path: Path, job: Job, assignments: dict[str, LoadedAssignment], o
             and old.run.sandbox == (sandbox.name if sandbox is not None else old.run.sandbox)
             and old.submission.files == submission_files(job.folder)
             and old.submission.entry == job.entry.name
-            and old.submission.assignment_digest == assignment_digest(assignments.get(job.assignment),
-                                                                      options, sandbox))
+            and old.submission.assignment_digest == assignment_digest(loaded, options, sandbox))
     return old if same and old.status not in NOT_CACHED else None
 
 

@@ -95,10 +95,16 @@ def scan(folder: Path) -> Scan:
     return Scan(files=files, size_bytes=size, symlinks=symlinks, others=others)
 
 
+HASHED_UP_TO_MB = 1024  # a larger folder is refused anyway (max_submission_mb): its files are listed, not hashed
+
+
 def submission_files(folder: Path) -> dict[str, str]:
     """{printable relative path: sha256} of the regular files; symlinks are skipped, never followed."""
     out = {}
-    for name in scan(folder).files:
+    found = scan(folder)
+    if found.size_mb > HASHED_UP_TO_MB:
+        return {printable(name): "" for name in found.files}
+    for name in found.files:
         try:
             out[printable(name)] = sha256(folder / name)
         except OSError:

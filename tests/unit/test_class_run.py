@@ -9,6 +9,7 @@ from harness import grade as grading
 from harness import reports
 from harness.discover import discover
 from harness.grade import GradeOptions, assignment_digest, grade_all, record_path
+from harness.run import submission_files
 from harness.record import Metrics, Record, RunInfo, SubmissionInfo
 
 
@@ -23,7 +24,8 @@ def fake_record(job, status="graded"):
                   findings=[], model=None, metrics=Metrics(), history={},
                   run=RunInfo(sandbox="fake", runtime="keras3", mode="quick", wall_seconds=0, peak_memory_mb=None,
                               exit_code=0),
-                  submission=SubmissionInfo(entry=job.entry.name, files={}))
+                  submission=SubmissionInfo(entry=job.entry.name,
+                                            files=submission_files(job.folder) if job.folder.is_dir() else {}))
 
 
 def make_class(tmp_path, names):
@@ -117,9 +119,27 @@ def test_resume_key_follows_the_prepared_dataset(tmp_path, assignments):
 def test_console_table_prints_markup_as_text():
     from rich.console import Console
     # a folder name cannot hold "/", so "[/]" (which rich refuses) comes from the summary, e.g. an exception
-    job = type("J", (), {"student": "[bold]mallory", "assignment": "ox", "entry": Path("ox.py")})()
+    job = type("J", (), {"student": "[bold]mallory", "assignment": "ox", "entry": Path("ox.py"), "folder": Path("/nonexistent")})()
     rec = fake_record(job).model_copy(update={"summary": "ValueError: [bold red]:smile: [/] done"})
     console = Console(record=True, width=200)
     console.print(reports.console_table([rec]))
     text = console.export_text()
     assert "[bold]mallory" in text and "[bold red]:smile: [/] done" in text
+
+
+def test_resume_reuses_a_record_only_under_the_same_settings(tmp_path, assignments, monkeypatch):
+    jobs = discover([make_class(tmp_path, ["ann"])], assignments)
+    ran = []
+    status = {"value": "graded"}
+    monkeypatch.setattr(grading, "grade_job", lambda job, *a: ran.append(job.student) or fake_record(job, status["value"]))
+    options = GradeOptions(quick=True, out=tmp_path / "out", cache=tmp_path / "cache")
+    grade_all(jobs, assignments, FakeSandbox(), options)
+    grade_all(jobs, assignments, FakeSandbox(), options)
+    assert ran == ["ann"]
+    grade_all(jobs, assignments, FakeSandbox(), GradeOptions(**{**options.__dict__, "timeout": 7}))
+    grade_all(jobs, assignments, FakeSandbox(), GradeOptions(**{**options.__dict__, "memory_mb": 1024}))
+    assert ran == ["ann"] * 3
+    status["value"] = "interrupted"
+    grade_all(jobs, assignments, FakeSandbox(), options)
+    grade_all(jobs, assignments, FakeSandbox(), options)
+    assert ran == ["ann"] * 5, "an interrupted record is graded again"
