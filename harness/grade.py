@@ -424,8 +424,10 @@ def grade_all(jobs: list[Job], assignments: dict[str, LoadedAssignment], sandbox
         return rec
 
     pool = ThreadPoolExecutor(max_workers=max(1, options.jobs))
-    futures = [pool.submit(one, job) for job in jobs]
+    futures = []
     try:
+        for job in jobs:
+            futures.append(pool.submit(one, job))
         records = [f.result() for f in futures]
     except KeyboardInterrupt:
         stop_all()

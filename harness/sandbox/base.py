@@ -177,10 +177,13 @@ class EvidenceQuota:
         folder.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0 and os.environ.get("HARNESS_NO_EVIDENCE_TMPFS") != "1" and not any(folder.iterdir()):
             size = (limit_mb + EVIDENCE_SLACK_MB) * 2**20
-            done = subprocess.run(["mount", "-t", "tmpfs", "-o",
-                                   f"size={size},nr_inodes={EVIDENCE_MAX_FILES},mode=0755,nosuid,nodev",
-                                   "harness-evidence", str(folder)], capture_output=True)
-            self.mounted = done.returncode == 0
+            try:
+                done = subprocess.run(["mount", "-t", "tmpfs", "-o",
+                                       f"size={size},nr_inodes={EVIDENCE_MAX_FILES},mode=0755,nosuid,nodev",
+                                       "harness-evidence", str(folder)], capture_output=True, timeout=30)
+                self.mounted = done.returncode == 0
+            except (OSError, subprocess.SubprocessError):  # no mount(8), no CAP_SYS_ADMIN: walk instead
+                self.mounted = False
 
     def usage(self) -> tuple[float, int]:
         if self.mounted:
