@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, ROOT
+from conftest import FIXTURES, processes_with, ROOT
 from harness.sandbox import base
 
 pytestmark = pytest.mark.integration
@@ -31,18 +31,6 @@ def everything_under(folder: Path) -> bytes:
             if not path.is_symlink():
                 out += path.read_bytes()
     return out
-
-
-def processes_with(token: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if token.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
-                    found.append(int(entry))
-            except OSError:
-                pass
-    return found
 
 
 class PeakUsage(threading.Thread):
