@@ -3,7 +3,6 @@
 import json
 from pathlib import Path
 
-import pytest
 
 from harness import grade as grading
 from harness import reports
