@@ -87,37 +87,43 @@ def _grade(argv: list[str]) -> int:
 
     from harness import spec
     from harness.discover import discover
-    from harness.grade import GradeOptions, grade_all
+    from harness.grade import GradeOptions, grade_all, record_path
 
     assignments = spec.load_all(args.assignments or default_assignments())
     jobs = discover(args.paths, assignments, args.assignment)
     if not jobs:
         raise UsageError(f"nothing to grade in {', '.join(map(str, args.paths))}")
+    for job in jobs:
+        record_path(args.out, job.student, job.assignment)  # every record lands under --out, or nothing runs
     chosen = pick_sandbox(args.sandbox)
     missing = [a for a in {j.assignment for j in jobs} if a in assignments and assignments[a].expected is None]
     if missing:
         raise InfrastructureError(f"assignments not calibrated: {', '.join(sorted(missing))}; the instructor "
                                   f"must run `harness calibrate <id>` first")
-    if not args.quick:
-        from harness.data import providers
-        for aid in sorted({j.assignment for j in jobs if j.assignment in assignments}):
-            providers.served_root(assignments[aid].spec.data, args.data_root)
+    # a dataset that is not prepared is checked per job: those jobs get an error record, the rest are graded
     options = GradeOptions(quick=args.quick, out=args.out, cache=default_cache(), timeout=args.timeout,
                            data_root=args.data_root, jobs=args.jobs, force=args.force,
                            memory_mb=args.memory)
 
     from rich.console import Console
+    from rich.text import Text
     from harness.reports import console_table
     console = Console(stderr=False)
 
-    def progress(job, rec) -> None:
-        console.print(f"  {job.student}/{job.assignment}: {rec.status}, {rec.score:g}/{rec.max_score:g}")
+    def progress(job, rec) -> None:  # plain text: a student folder named "[/]" is not markup
+        console.print(Text(f"  {rec.student}/{rec.assignment}: {rec.status}, {rec.score:g}/{rec.max_score:g}"))
 
-    console.print(f"Grading {len(jobs)} job(s) in the {chosen.name} sandbox{' (quick)' if args.quick else ''}")
+    console.print(Text(f"Grading {len(jobs)} job(s) in the {chosen.name} sandbox{' (quick)' if args.quick else ''}"))
     records, internal = grade_all(jobs, assignments, chosen, options, progress)
-    console.print(console_table(records))
-    console.print(f"Records in {args.out}/")
+    try:
+        console.print(console_table(records))
+        console.print(Text(f"Records in {args.out}/"))
+    except Exception as exc:  # the records are written; a console that cannot show them changes no grade
+        print(f"warning: the results table could not be printed ({exc}); the records are in {args.out}/",
+              file=sys.stderr)
     if internal:
+        print(f"error: {internal} job(s) could not be graded because of the machine or the harness; "
+              f"their records say what the operator must do", file=sys.stderr)
         return EXIT_INFRA
     full = all(r.status == "graded" and r.score >= r.max_score for r in records)
     return EXIT_OK if full else EXIT_BELOW
@@ -142,12 +148,26 @@ def _harness(argv: list[str]) -> int:
     rescore.add_argument("out", type=Path, help="the folder of records (grade --out)")
     rescore.add_argument("--assignments", type=Path, default=None, help="folder of assignments (default ./assignments)")
     rescore.add_argument("--data-root", type=Path, default=None, help="prepared datasets (default $HARNESS_DATA_ROOT)")
+    board = sub.add_parser("leaderboard", help="benchmark leaderboard of a run folder -> RUN_DIR/leaderboard/")
+    board.add_argument("run_dir", type=Path, help="the folder of records (grade --out)")
+    board.add_argument("--format", action="append", choices=["csv", "md", "html"], help="default: all three")
+    board.add_argument("--public", action="store_true", help="the student-visible board: no private accuracy, no scores")
+    export = sub.add_parser("export", help="Gradescope results.json, JUnit XML, GitHub job summary -> RUN_DIR/exports/")
+    export.add_argument("run_dir", type=Path, help="the folder of records (grade --out)")
+    export.add_argument("--to", action="append", choices=["gradescope", "junit", "github"], required=True,
+                        help="repeat for several; github also appends to $GITHUB_STEP_SUMMARY when set")
+    from harness import publish as publishing
+    publishing.add_parsers(sub)  # new, validate, publish
     args = parser.parse_args(argv)
 
     if args.command == "data":
         return _data(args)
+    if args.command in ("new", "validate", "publish"):
+        return publishing.main(args)
     if args.command == "rescore":
         return _rescore(args)
+    if args.command in ("leaderboard", "export"):
+        return _publish(args)
 
     if args.command == "schema":
         from harness import record
@@ -198,6 +218,25 @@ def _rescore(args) -> int:
     Console().print(console_table(records))
     full = all(r.status == "graded" and r.score >= r.max_score for r in records)
     return EXIT_OK if full else EXIT_BELOW
+
+
+def _publish(args) -> int:
+    """`harness leaderboard` and `harness export`: pure functions of the records in a run folder."""
+    from harness import exports, leaderboard
+    if not args.run_dir.is_dir():
+        raise UsageError(f"{args.run_dir}: no such folder of records")
+    run = leaderboard.load_run(args.run_dir)
+    for path in run.unreadable:
+        print(f"warning: {path} is not a valid record; left out", file=sys.stderr)
+    if not run.entries:
+        raise UsageError(f"{args.run_dir}: holds no records")
+    if args.command == "leaderboard":
+        written = leaderboard.write(args.run_dir, run.entries, args.format or ("csv", "md", "html"), args.public)
+    else:
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        written = exports.write(args.run_dir, run.entries, args.to, Path(summary) if summary else None)
+    print(f"{len(run.entries)} record(s) -> {len(written)} file(s) in {args.run_dir}/")
+    return EXIT_OK
 
 
 def _data(args) -> int:

@@ -462,6 +462,8 @@ def _wrap_compile(original):
     def compile(self, *args, **kwargs):
         result = original(self, *args, **kwargs)
         try:
+            if getattr(self, "built", False):
+                _state["last_compiled"] = self
             bound = _bind(("optimizer", "loss", "metrics"), args, kwargs)
             loss = bound.get("loss")
             metrics = bound.get("metrics")
@@ -965,6 +967,11 @@ def finish():
                 _export_graph(model, reasons)
         except BaseException as exc:
             _problem("export-graph", exc)
+    elif not _state.get("start_saved") and _state.get("last_compiled") is not None:
+        # no fit finished (a crash before it, or quick mode before any fit): the compiled model is
+        # what the harness can still read for the architecture
+        _state["start_saved"] = True
+        save_model(_state["last_compiled"], START_MODEL_FILE, quiet=True)
     _emit("probe_end", fits=_state["fits"], events=_seq + 1)
 
 
