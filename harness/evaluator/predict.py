@@ -339,6 +339,14 @@ def _weight_counts(path):
     return counts
 
 
+def _weights_readable(path):
+    try:
+        _weight_counts(path)
+        return True
+    except Exception:
+        return False
+
+
 def _model_weight_total(path):
     """Every variable the weights file holds for the model (the optimizer's state left out)."""
     import io
@@ -444,7 +452,7 @@ def main():
     except LoadFailed as exc:
         model, failure = None, exc
     config = archive_config(args.model)
-    if model is None and not (args.describe_only and config):
+    if model is None and not (args.describe_only and config and _weights_readable(args.model)):
         status(args.out, ok=False, stage="load", error=failure.error, message=failure.message,
                graph_error=failure.graph_error, graph=graph)
         sys.exit(3)

@@ -555,7 +555,8 @@ def _training_loop_seen(api, model=None, variables=None, data=None):
         if QUICK:  # quick mode stops at the first training step, as it does at the first fit
             _emit("quick_stop", training_loop=api)
             if model is not None:
-                save_model(model)
+                with _eager():  # not inside the tf.function step being traced
+                    save_model(model)
             raise QuickStop()
 
 
