@@ -129,3 +129,13 @@ def test_the_evaluator_resizes_as_keras_pipelines_do(tmp_path):
                                                                            interpolation=method)) for i in ids])
         got = load_images(str(folder), ids, (24, 20), 3, f"pil:{method}")
         np.testing.assert_allclose(got, expected, atol=1e-3, err_msg=method)
+
+
+def test_quick_grade_stops_at_the_first_step_of_a_custom_loop(student, grade):
+    folder = student("quick-tape", {"ox.py": HONEST / "gradient_tape_loop.py"})
+    code, records = grade("--quick", str(folder))
+    rec = records[("quick-tape", "ox")]
+    assert rec["status"] == "graded", rec["summary"]
+    assert check(rec, "architecture")["status"] == "pass", check(rec, "architecture")["message"]
+    assert check(rec, "completes")["status"] == "skip"
+    assert [f["rule"] for f in rec["findings"]] == ["training-loop-unobserved"]
