@@ -238,6 +238,63 @@ def extract_graph(archive, target):
     return target
 
 
+HIDDEN_CONSTANT_ELEMENTS = 4096  # a graph constant this large could hold weights the archive does not declare
+
+
+def _archive_arrays(path):
+    """(shape, digest) of every model weight in a .keras archive (the optimizer's state left out)."""
+    import hashlib
+    import io
+    import h5py
+    import numpy as np
+    found = []
+    with zipfile.ZipFile(path) as zf, h5py.File(io.BytesIO(zf.read("model.weights.h5")), "r") as weights:
+        def add(name, obj):
+            if isinstance(obj, h5py.Dataset) and not name.startswith("optimizer"):
+                value = np.ascontiguousarray(obj[()], dtype=np.float32)
+                found.append((tuple(value.shape), hashlib.sha256(value.tobytes()).hexdigest()))
+        weights.visititems(add)
+    return sorted(found)
+
+
+def _constant_elements(signature):
+    """The largest constant tensor in the graph and the functions it calls (elements)."""
+    graph_def = signature.graph.as_graph_def()
+    nodes = list(graph_def.node)
+    for function in graph_def.library.function:
+        nodes += list(function.node_def)
+    largest = 0
+    for node in nodes:
+        if node.op == "Const" and "value" in node.attr:
+            size = 1
+            for dim in node.attr["value"].tensor.tensor_shape.dim:
+                size *= max(int(dim.size), 0)
+            largest = max(largest, size)
+    return largest
+
+
+def graph_matches_archive(signature, archive):
+    """Why the exported graph is not the saved model, or None. The layer table of a graph-scored
+    model is read from the archive, so the graph must compute with exactly the archive's weights:
+    the variables it captures hold the same arrays, and no large constant hides other weights."""
+    import hashlib
+    import numpy as np
+    try:
+        declared = _archive_arrays(archive)
+    except Exception as exc:
+        return "the saved model's weights cannot be read (%s)" % type(exc).__name__
+    used = sorted((tuple(int(d) for d in v.shape),
+                   hashlib.sha256(np.ascontiguousarray(v.numpy(), dtype=np.float32).tobytes()).hexdigest())
+                  for v in signature.variables)
+    if used != declared:
+        return ("the exported graph computes with %d weight arrays that are not the %d the saved model holds"
+                % (len(used), len(declared)))
+    largest = _constant_elements(signature)
+    if largest > HIDDEN_CONSTANT_ELEMENTS:
+        return "the exported graph holds a constant of %d values that the saved model does not declare" % largest
+    return None
+
+
 def load_model_or_graph(keras, path):
     """The model loaded by Keras with safe_mode=True; when Keras refuses it (a Lambda layer, a layer
     class defined in the submission), the graph the probe exported beside it (`model-graph.zip`)."""
@@ -249,7 +306,11 @@ def load_model_or_graph(keras, path):
     if not os.path.isfile(graph):
         raise LoadFailed(error, message)
     try:
-        return GraphModel(extract_graph(graph, tempfile.mkdtemp(prefix="graph-")))
+        model = GraphModel(extract_graph(graph, tempfile.mkdtemp(prefix="graph-")))
+        mismatch = graph_matches_archive(model._signature, path)
+        if mismatch:
+            raise ValueError(mismatch)
+        return model
     except Exception as exc:
         raise LoadFailed(error, message, "%s: %s" % (type(exc).__name__, str(exc)[:1000]))
 
