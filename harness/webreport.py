@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
 
 from harness import record as record_io
 from harness.record import Finding, Layer, Record, write_atomic
@@ -290,7 +291,7 @@ def _env() -> Environment:
     env.filters["shape"] = lambda v: shape(v, missing="?")
     env.filters["points"] = lambda v: f"{v:g}"
     env.filters["pct"] = lambda v: "" if v is None else f"{100 * v:.2f} %"
-    env.globals.update(CSP=CSP, MARK=MARK, STATUS_WORDS=STATUS_WORDS, RULE_HELP=RULE_HELP)
+    env.globals.update(CSP=Markup(CSP), MARK=MARK, STATUS_WORDS=STATUS_WORDS, RULE_HELP=RULE_HELP)
     return env
 
 
@@ -307,6 +308,7 @@ def env() -> Environment:
 def render_record(inputs: Inputs, view: View, links: dict[str, str] | None = None) -> str:
     """One record's page: the instructor's view or the student's (which hides what `rules` hides)."""
     rec, rules = inputs.rec, inputs.rules
+    links = {"index": "", "student": "", "submission": "", **(links or {})}
     student = view == "student"
     show_private = not student or rules.show_private_scores
     show_images = not student or rules.show_private_images
@@ -329,8 +331,8 @@ def render_record(inputs: Inputs, view: View, links: dict[str, str] | None = Non
         kind, cell, line, _ = parse_where(f.where)
         ex = inputs.excerpts.get(i)
         findings.append({"index": i, "finding": f, "help": RULE_HELP.get(f.rule), "excerpt": ex,
-                         "submission_link": (links or {}).get("submission", "") + "#" + ex.anchor
-                         if ex and not student and (links or {}).get("submission") else None})
+                         "submission_link": f"{links['submission']}#{ex.anchor}"
+                         if ex and not student and links["submission"] else None})
     metrics = rec.metrics
     return env().get_template("record.html.j2").render(
         view=view, rec=rec, title=inputs.title, summary=student_summary(rec, rules) if student else rec.summary,
@@ -341,7 +343,7 @@ def render_record(inputs: Inputs, view: View, links: dict[str, str] | None = Non
         if metrics.confusion_matrix and show_private else None,
         per_class=metrics.per_class_accuracy if show_private else None,
         thumbs=inputs.thumbs if show_images else None, thumbs_note=inputs.thumbs_note,
-        submission=inputs.submission, submission_note=inputs.submission_note, links=links or {})
+        submission=inputs.submission, submission_note=inputs.submission_note, links=links)
 
 
 def render_index(rows: list[dict[str, Any]], title: str, leaderboard: str | None) -> str:
