@@ -90,6 +90,7 @@ RULE_HELP: dict[str, tuple[str, str]] = {  # rule: (why it matters, how to fix)
 _WHERE_CELL = re.compile(r"^cell (\d+)(?:, line (\d+))?$")
 _WHERE_FILE = re.compile(r"^(.+?):(\d+)$")
 _BASE64 = re.compile(r"^[A-Za-z0-9+/=\s]*$")
+_NO_SOURCE = re.compile(r"<img(?![^>]*\ssrc=)[^>]*>")  # an image whose source the sanitiser removed
 
 
 # ---------------------------------------------------------------- inputs of one page
@@ -386,7 +387,8 @@ def _clean_notebook(nb) -> None:
                     value = "".join(value) if isinstance(value, list) else value
                     if mime not in keep or not isinstance(value, str):
                         continue
-                    if mime in ("image/png", "image/jpeg") and not _BASE64.match(value):
+                    if mime in ("image/png", "image/jpeg") and not _decodes(value):
+                        data.setdefault("text/plain", f"[an {mime} output that is not a valid image: not shown]")
                         continue
                     data[mime] = value
                 if data:
@@ -395,6 +397,19 @@ def _clean_notebook(nb) -> None:
                         new.execution_count = cell.execution_count
                     outputs.append(new)
         cell.outputs = outputs
+
+
+def _decodes(value: str) -> bool:
+    """A base64 PNG or JPEG that Pillow can read."""
+    from PIL import Image
+    if not _BASE64.match(value):
+        return False
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(value))) as picture:
+            picture.verify()
+    except Exception:
+        return False
+    return True
 
 
 def read_notebook(path: Path):
@@ -434,8 +449,9 @@ def clean_html(element) -> str:
     only from data: URIs, links only to http(s), mail or anchors; anything else is dropped (its text kept)."""
     import bleach
     text = element.decode() if isinstance(element, bytes) else str(element)
-    return bleach.clean(text, tags=SAFE_TAGS, attributes=_safe_attribute,
-                        protocols={"http", "https", "mailto", "data"}, strip=True, strip_comments=True)
+    cleaned = bleach.clean(text, tags=SAFE_TAGS, attributes=_safe_attribute,
+                           protocols={"http", "https", "mailto", "data"}, strip=True, strip_comments=True)
+    return _NO_SOURCE.sub("[an image from outside the notebook: not shown]", cleaned)
 
 
 def render_notebook(nb, heading: str, back: str) -> str:

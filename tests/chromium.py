@@ -26,7 +26,8 @@ class Page:
     console_errors: list[str] = field(default_factory=list)   # console.error, uncaught exceptions, Log errors
     log: list[str] = field(default_factory=list)              # every console/Log entry, for messages
     requests: list[str] = field(default_factory=list)         # every URL the page asked for (sent or blocked)
-    blocked: list[tuple[str, str]] = field(default_factory=list)  # (url, reason) of requests that failed
+    request_ids: dict[str, str] = field(default_factory=dict)  # DevTools request id -> URL
+    failed: dict[str, str] = field(default_factory=dict)      # request id -> why it failed ('csp': blocked)
     images: list[dict] = field(default_factory=list)          # per <img>: src head, decoded, width
     value: object = None                                      # what the probe expression returned
     screenshot: Path | None = None
@@ -52,7 +53,8 @@ class Chromium:
                 raise RuntimeError("chromium did not start its DevTools endpoint")
             time.sleep(0.1)
         port, path = port_file.read_text().splitlines()[:2]
-        self.ws = connect(f"ws://127.0.0.1:{port}{path}", max_size=256 * 2**20, open_timeout=timeout)
+        self._connection = connect(f"ws://127.0.0.1:{port}{path}", max_size=256 * 2**20, open_timeout=timeout)
+        self.ws = self._connection.__enter__()
         self.next_id = 0
         self.events: list[dict] = []
 
@@ -147,9 +149,9 @@ class Chromium:
                     page.console_errors.append(entry.get("text", ""))
             elif method == "Network.requestWillBeSent":
                 page.requests.append(params.get("request", {}).get("url", ""))
+                page.request_ids[params.get("requestId", "")] = page.requests[-1]
             elif method == "Network.loadingFailed":
-                page.blocked.append((params.get("requestId", ""), params.get("blockedReason")
-                                     or params.get("errorText", "")))
+                page.failed[params.get("requestId", "")] = params.get("blockedReason") or params.get("errorText", "")
 
     def close(self) -> None:
         try:
@@ -158,7 +160,7 @@ class Chromium:
                     self.call("Browser.close", timeout=10)
                 except Exception:
                     pass
-                self.ws.close()
+                self._connection.__exit__(None, None, None)
         finally:
             try:
                 self.proc.wait(timeout=10)
