@@ -29,6 +29,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -454,15 +455,20 @@ def clean_html(element) -> str:
     return _NO_SOURCE.sub("[an image from outside the notebook: not shown]", cleaned)
 
 
+_EXPORTER = None
+
+
 def render_notebook(nb, heading: str, back: str) -> str:
     """The executed notebook as one self-contained page: nbconvert's HTML exporter (lab template,
     HTML sanitising on) in a template that adds the CSP and drops every script."""
-    from nbconvert import HTMLExporter
+    global _EXPORTER
+    if _EXPORTER is None:
+        from nbconvert import HTMLExporter
+        _EXPORTER = HTMLExporter(template_name="lab", sanitize_html=True, exclude_anchor_links=True,
+                                 template_file=str(TEMPLATES / "nbconvert" / "harness-notebook.html.j2"))
+        _EXPORTER.register_filter("clean_html", clean_html)
     _clean_notebook(nb)
-    exporter = HTMLExporter(template_name="lab", sanitize_html=True, exclude_anchor_links=True,
-                            template_file=str(TEMPLATES / "nbconvert" / "harness-notebook.html.j2"))
-    exporter.register_filter("clean_html", clean_html)
-    body, _ = exporter.from_notebook_node(nb, resources={"harness": {"csp": CSP, "heading": heading,
+    body, _ = _EXPORTER.from_notebook_node(nb, resources={"harness": {"csp": CSP, "heading": heading,
                                                                       "back": back},
                                                          "metadata": {"name": heading}})
     return body
@@ -663,8 +669,12 @@ def _submission_page(item: RecordFile, kind: str, heading: str, back: str) -> tu
 
 def _safe(name: str) -> str:
     """A path component for an output file (the names come from folders of the run)."""
-    cleaned = re.sub(r"[^A-Za-z0-9._ -]", "_", name).strip(". ") or "_"
+    cleaned = re.sub(r"[^\w. -]", "_", name).strip(". ") or "_"
     return cleaned[:120]
+
+
+def _href(path: str) -> str:
+    return quote(path, safe="/#=")
 
 
 def write_run(run_dir: Path, assignments: dict[str, LoadedAssignment], data_root: Path | None = None,
@@ -685,17 +695,18 @@ def write_run(run_dir: Path, assignments: dict[str, LoadedAssignment], data_root
         if submission:
             page, problem = _submission_page(item, inputs.submission,
                                              f"{rec.student}: {rec.assignment} ({rec.submission.entry or ''})",
-                                             f"{name}.html")
+                                             _href(f"{name}.html"))
             write_atomic(out / submission, page)
             written.append(out / submission)
             if problem:
                 inputs = dataclasses.replace(inputs, submission_note=problem)
-        links = {"index": "../../index.html", "submission": f"{name}.submission.html" if submission else "",
-                 "student": f"../../{student_page}"}
+        links = {"index": "../../index.html", "submission": _href(f"{name}.submission.html") if submission else "",
+                 "student": _href(f"../../{student_page}")}
         write_atomic(out / instructor, render_record(inputs, "instructor", links))
         write_atomic(out / student_page, render_record(inputs, "student", {}))
         written += [out / instructor, out / student_page]
-        rows.append({"rec": rec, "instructor": instructor, "student": student_page, "submission": submission})
+        rows.append({"rec": rec, "instructor": _href(instructor), "student": _href(student_page),
+                     "submission": _href(submission) if submission else None})
     board = run_dir / "leaderboard" / "leaderboard.html"
     leaderboard = os.path.relpath(board, out) if board.is_file() else None
     rows.sort(key=lambda r: (r["rec"].student, r["rec"].assignment))
