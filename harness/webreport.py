@@ -710,6 +710,6 @@ def write_run(run_dir: Path, assignments: dict[str, LoadedAssignment], data_root
     board = run_dir / "leaderboard" / "leaderboard.html"
     leaderboard = os.path.relpath(board, out) if board.is_file() else None
     rows.sort(key=lambda r: (r["rec"].student, r["rec"].assignment))
-    write_atomic(out / "index.html", render_index(rows, f"Grading report: {run_dir.name or run_dir}", leaderboard))
+    write_atomic(out / "index.html", render_index(rows, f"Grading report: {run_dir.resolve().name}", leaderboard))
     written.append(out / "index.html")
     return written
