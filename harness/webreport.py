@@ -677,6 +677,40 @@ def _href(path: str) -> str:
     return quote(path, safe="/#=")
 
 
+def _write_one(item: RecordFile, assignments: dict[str, LoadedAssignment], data_root: Path | None, out: Path,
+               written: list[Path]) -> dict[str, Any]:
+    """The pages of one record; returns its row of the index. A part that fails (the data, the
+    notebook) is named on the page and the rest is still written."""
+    rec = item.rec
+    student, name = _safe(item.student_dir), _safe(item.name)
+    try:
+        inputs = gather(item, assignments, data_root)
+    except Exception as exc:
+        inputs = Inputs(rec=rec, title=rec.assignment, submission_note=f"part of this report could not be made "
+                                                                        f"({type(exc).__name__}: {exc})"[:300])
+    instructor = f"instructor/{student}/{name}.html"
+    student_page = f"student/{student}/{name}.html"
+    submission = f"instructor/{student}/{name}.submission.html" if inputs.submission else None
+    if submission:
+        try:
+            page, problem = _submission_page(item, inputs.submission,
+                                             f"{rec.student}: {rec.assignment} ({rec.submission.entry or ''})",
+                                             _href(f"{name}.html"))
+            write_atomic(out / submission, page)
+            written.append(out / submission)
+        except Exception as exc:
+            submission, problem = None, f"the submission page could not be made ({type(exc).__name__}: {exc})"[:300]
+        if problem:
+            inputs = dataclasses.replace(inputs, submission_note=problem)
+    links = {"index": "../../index.html", "submission": _href(f"{name}.submission.html") if submission else "",
+             "student": _href(f"../../{student_page}")}
+    write_atomic(out / instructor, render_record(inputs, "instructor", links))
+    write_atomic(out / student_page, render_record(inputs, "student", {}))
+    written += [out / instructor, out / student_page]
+    return {"rec": rec, "instructor": _href(instructor), "student": _href(student_page),
+            "submission": _href(submission) if submission else None, "problem": None}
+
+
 def write_run(run_dir: Path, assignments: dict[str, LoadedAssignment], data_root: Path | None = None,
               out: Path | None = None) -> list[Path]:
     """Writes the HTML reports of every record in `run_dir` (default into RUN_DIR/html/); returns
@@ -686,27 +720,12 @@ def write_run(run_dir: Path, assignments: dict[str, LoadedAssignment], data_root
     written: list[Path] = []
     rows = []
     for item in items:
-        rec = item.rec
-        student, name = _safe(item.student_dir), _safe(item.name)
-        inputs = gather(item, assignments, data_root)
-        instructor = f"instructor/{student}/{name}.html"
-        student_page = f"student/{student}/{name}.html"
-        submission = f"instructor/{student}/{name}.submission.html" if inputs.submission else None
-        if submission:
-            page, problem = _submission_page(item, inputs.submission,
-                                             f"{rec.student}: {rec.assignment} ({rec.submission.entry or ''})",
-                                             _href(f"{name}.html"))
-            write_atomic(out / submission, page)
-            written.append(out / submission)
-            if problem:
-                inputs = dataclasses.replace(inputs, submission_note=problem)
-        links = {"index": "../../index.html", "submission": _href(f"{name}.submission.html") if submission else "",
-                 "student": _href(f"../../{student_page}")}
-        write_atomic(out / instructor, render_record(inputs, "instructor", links))
-        write_atomic(out / student_page, render_record(inputs, "student", {}))
-        written += [out / instructor, out / student_page]
-        rows.append({"rec": rec, "instructor": _href(instructor), "student": _href(student_page),
-                     "submission": _href(submission) if submission else None})
+        try:
+            row = _write_one(item, assignments, data_root, out, written)
+        except Exception as exc:  # one record the report fails on must not stop the others
+            row = {"rec": item.rec, "instructor": None, "student": None, "submission": None,
+                   "problem": f"the report could not be made ({type(exc).__name__}: {exc})"[:300]}
+        rows.append(row)
     board = run_dir / "leaderboard" / "leaderboard.html"
     leaderboard = os.path.relpath(board, out) if board.is_file() else None
     rows.sort(key=lambda r: (r["rec"].student, r["rec"].assignment))

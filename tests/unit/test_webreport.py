@@ -298,3 +298,19 @@ def test_harness_report_command(tmp_path, capsys):
     assert code == 0 and "open" in capsys.readouterr().out
     assert (run / "html" / "index.html").is_file()
     assert harness_main(["report", str(tmp_path / "missing")]) == 4
+
+
+def test_a_record_the_report_fails_on_does_not_stop_the_others(tmp_path, assignments, monkeypatch):
+    run = write_run(tmp_path / "run")
+    real = webreport.render_record
+
+    def broken(inputs, view, links=None):
+        if inputs.rec.student == "bob":
+            raise RuntimeError("boom")
+        return real(inputs, view, links)
+
+    monkeypatch.setattr(webreport, "render_record", broken)
+    webreport.write_run(run, assignments, data_root=tmp_path / "none")
+    index = (run / "html" / "index.html").read_text()
+    assert "the report could not be made (RuntimeError: boom)" in index
+    assert (run / "html" / "instructor" / "carol" / "mnist-cnn.html").is_file()
