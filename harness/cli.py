@@ -159,7 +159,8 @@ def _harness(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "report":
-        return _report(args)
+        from harness import webreport
+        return webreport.command(args.run_dir, args.assignments or default_assignments(), args.data_root, args.out)
     if args.command == "data":
         return _data(args)
     if args.command == "rescore":
@@ -234,23 +235,6 @@ def _publish(args) -> int:
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         written = exports.write(args.run_dir, run.entries, args.to, Path(summary) if summary else None)
     print(f"{len(run.entries)} record(s) -> {len(written)} file(s) in {args.run_dir}/")
-    return EXIT_OK
-
-
-def _report(args) -> int:
-    """`harness report`: a pure rendering of the records of a run folder (no student code runs)."""
-    from harness import spec, webreport
-    if not args.run_dir.is_dir():
-        raise UsageError(f"{args.run_dir}: no such folder of records")
-    assignments = spec.load_all(args.assignments or default_assignments())
-    items, unreadable = webreport.load_records(args.run_dir)
-    for path in unreadable:
-        print(f"warning: {path} is not a valid record; left out", file=sys.stderr)
-    if not items:
-        raise UsageError(f"{args.run_dir}: holds no records")
-    written = webreport.write_run(args.run_dir, assignments, args.data_root, args.out)
-    index = (args.out or args.run_dir / webreport.HTML_DIR) / "index.html"
-    print(f"{len(items)} record(s) -> {len(written)} page(s); open {index}")
     return EXIT_OK
 
 

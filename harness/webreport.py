@@ -732,3 +732,20 @@ def write_run(run_dir: Path, assignments: dict[str, LoadedAssignment], data_root
     write_atomic(out / "index.html", render_index(rows, f"Grading report: {run_dir.resolve().name}", leaderboard))
     written.append(out / "index.html")
     return written
+
+
+def command(run_dir: Path, assignments_dir: Path, data_root: Path | None, out: Path | None) -> int:
+    """`harness report RUN_DIR`: exit 0 when the pages are written; a usage error when there is nothing to render."""
+    import sys
+    from harness import spec
+    from harness.errors import UsageError
+    if not run_dir.is_dir():
+        raise UsageError(f"{run_dir}: no such folder of records")
+    items, unreadable = load_records(run_dir)
+    for path in unreadable:
+        print(f"warning: {path} is not a valid record; left out", file=sys.stderr)
+    if not items:
+        raise UsageError(f"{run_dir}: holds no records")
+    written = write_run(run_dir, spec.load_all(assignments_dir), data_root, out)
+    print(f"{len(items)} record(s) -> {len(written)} page(s); open {(out or run_dir / HTML_DIR) / 'index.html'}")
+    return 0
