@@ -49,6 +49,7 @@ MAX_CODE_BYTES = 5 * 2**20
 MAX_LOG_BYTES = 2 * 2**20
 MAX_PREDICTIONS_BYTES = 256 * 2**20
 MAX_THUMBNAILS = 48
+MAX_EPOCHS_PLOTTED = 5000
 EXCERPT_CONTEXT = 3
 PRIVATE_RULES = {"accuracy-review"}  # findings whose message holds the private accuracy
 View = Literal["instructor", "student"]
@@ -225,15 +226,13 @@ def curves_png(history: dict[str, list[float | None]]) -> str | None:
     panels = [p for p in panels if history.get(p[1]) or history.get(p[2])]
     if not panels:
         return None
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # no pyplot: nothing global changes
 
     fig = Figure(figsize=(4.2 * len(panels), 3.0), dpi=100)
     for k, (title, train, val) in enumerate(panels, 1):
         ax = fig.add_subplot(1, len(panels), k)
         for key, label, style in ((train, "training", "o-"), (val, "validation", "s--")):
-            values = history.get(key) or []
+            values = (history.get(key) or [])[:MAX_EPOCHS_PLOTTED]
             if values:
                 ys = [math.nan if v is None else v for v in values]
                 ax.plot(range(1, len(ys) + 1), ys, style, label=label, markersize=3)
@@ -334,7 +333,7 @@ def render_record(inputs: Inputs, view: View, links: dict[str, str] | None = Non
         ex = inputs.excerpts.get(i)
         findings.append({"index": i, "finding": f, "help": RULE_HELP.get(f.rule), "excerpt": ex,
                          "submission_link": f"{links['submission']}#{ex.anchor}"
-                         if ex and not student and links["submission"] else None})
+                         if ex and ex.anchor and not student and links["submission"] else None})
     metrics = rec.metrics
     return env().get_template("record.html.j2").render(
         view=view, rec=rec, title=inputs.title, summary=student_summary(rec, rules) if student else rec.summary,
@@ -558,7 +557,21 @@ def _excerpts(rec: Record, entry: Path | None) -> dict[int, Excerpt]:
             out[i] = excerpt(cells[cell - 1], line, f"cell {cell}", f"cell-id=cell-{cell}")
         elif kind == "file" and module is not None and filename == entry.name:
             out[i] = excerpt(module, line, filename, f"L{line}")
+        elif kind == "file":  # a helper module handed in with the entry (not on the submission page)
+            helper = _code_file(entry.parent, filename)
+            text = _read_text(helper, MAX_CODE_BYTES) if helper else None
+            if text is not None:
+                out[i] = excerpt(text, line, filename, "")
     return out
+
+
+def _code_file(code: Path, name: str) -> Path | None:
+    """`name` inside the stored code folder, never outside it."""
+    try:
+        path = (code / name).resolve()
+    except (OSError, ValueError):
+        return None
+    return path if code.resolve() in path.parents and path.is_file() and not path.is_symlink() else None
 
 
 def _holdout_thumbs(rec: Record, loaded: LoadedAssignment | None, evidence: Path, data_root: Path | None

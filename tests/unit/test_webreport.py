@@ -314,3 +314,26 @@ def test_a_record_the_report_fails_on_does_not_stop_the_others(tmp_path, assignm
     index = (run / "html" / "index.html").read_text()
     assert "the report could not be made (RuntimeError: boom)" in index
     assert (run / "html" / "instructor" / "carol" / "mnist-cnn.html").is_file()
+
+
+def test_findings_in_a_module_and_its_helper_show_their_lines(tmp_path, assignments):
+    rec = make("erin", "mnist-cnn", checks=[check("no-leaks", "fail", 0, 10, "leak")],
+               findings=[Finding(rule="test-statistics", severity="error", message="m", where="mnist-cnn.py:3"),
+                         Finding(rule="split-overlap", severity="error", message="m", where="helper.py:2"),
+                         Finding(rule="overfitting", severity="warning", message="m", where="../../etc/passwd:1")])
+    rec = rec.model_copy(update={"submission": rec.submission.model_copy(update={"entry": "mnist-cnn.py"})})
+    from harness import record
+    path = tmp_path / "run" / "erin" / "mnist-cnn.json"
+    record.save(rec, path)
+    code = path.with_suffix(".evidence") / "code"
+    code.mkdir(parents=True)
+    (code / "mnist-cnn.py").write_text("import helper\nx = 1\nmean = X_test.mean()\n")
+    (code / "helper.py").write_text("def f():\n    return '<b>'\n")
+    webreport.write_run(tmp_path / "run", assignments, data_root=tmp_path / "none")
+    page = (tmp_path / "run" / "html" / "instructor" / "erin" / "mnist-cnn.html").read_text()
+    assert 'href="mnist-cnn.py.submission.html#L3"' not in page  # the module's page is <assignment>.submission.html
+    assert 'href="mnist-cnn.submission.html#L3"' in page
+    assert re.search(r'<span class="line hit"><span class="no">2</span>    return &#39;&lt;b&gt;&#39;</span>', page)
+    assert 'id="where-2"' not in page  # a path outside the stored code is never read
+    submission = (tmp_path / "run" / "html" / "instructor" / "erin" / "mnist-cnn.submission.html").read_text()
+    assert 'id="L3"' in submission
