@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
+import sys
+import threading
 import traceback
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,13 +20,14 @@ from typing import Callable
 import jsonschema
 
 from harness import __version__, record, reports
-from harness.discover import Job
+from harness.discover import Job, printable
+from harness.errors import HarnessError, UsageError
 from harness.execute import execute
 from harness.judge import JobInfo, judge
 from harness.record import Metrics, Record, RunInfo, SubmissionInfo
-from harness.run import RunOptions, submission_files
+from harness.run import RunOptions, scan, submission_files
 from harness.sandbox import Sandbox
-from harness.sandbox.base import stop_all
+from harness.sandbox.base import STOPPING, Interrupted, stop_all
 from harness.spec import LoadedAssignment
 
 
@@ -40,7 +45,14 @@ class GradeOptions:
 
 
 def record_path(out: Path, student: str, assignment: str) -> Path:
-    return out / student / f"{assignment}.json"
+    """`<out>/<student>/<assignment>.json`, refused unless it resolves under `out`."""
+    path = out / student / f"{assignment}.json"
+    base = os.path.realpath(out)
+    inside = all(part not in ("", ".", "..") and "/" not in part and "\0" not in part for part in (student, assignment))
+    if not inside or os.path.realpath(path.parent) != os.path.join(base, student):
+        raise UsageError(f"the record of student {student!r}, assignment {assignment!r} would be written outside "
+                         f"{out} ({path}); rename the student folder")
+    return path
 
 
 def _now() -> str:
@@ -58,10 +70,39 @@ def _invalid(job: Job, message: str, sandbox: Sandbox, options: GradeOptions, ru
         submission=SubmissionInfo(entry=job.entry.name if job.entry else None, files=files))
 
 
+def submission_problem(job: Job, loaded: LoadedAssignment) -> str | None:
+    """Why this submission is not run at all, looking only at `lstat`: a symlinked entry (never opened) or a
+    folder over the assignment's size limit."""
+    entry = job.entry
+    if entry is not None and entry.is_symlink():
+        return (f"{printable(entry.name)} is a symbolic link, not a file; it was not opened. Hand in the "
+                f"notebook or module itself.")
+    found = scan(job.folder)
+    limit = loaded.spec.max_submission_mb
+    if found.size_mb > limit:
+        return (f"The submission folder is {found.size_mb:,.1f} MB ({len(found.files):,} files), over this "
+                f"assignment's limit of {limit:,} MB, so it was not run. Remove data sets, saved models and other "
+                f"large files (the grader serves the data) and hand it in again.")
+    return None
+
+
+def _read_entry(entry: Path) -> bytes:
+    """The entry's bytes, without following a symlink (a symlink raises OSError)."""
+    fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise OSError(f"{entry.name}: not a regular file")
+        return fh.read()
+
+
 def _entry_problem(entry: Path) -> str | None:
+    try:
+        raw = _read_entry(entry)
+    except OSError:
+        return f"{printable(entry.name)}: not a regular file; it was not opened. Hand in the file itself."
     if entry.suffix != ".ipynb":
         try:
-            compile(entry.read_bytes(), str(entry), "exec")
+            compile(raw, str(entry), "exec")
         except SyntaxError as exc:
             return f"{entry.name}: Python syntax error at line {exc.lineno}: {exc.msg}. Fix it and hand it in again."
         except ValueError as exc:
@@ -69,7 +110,7 @@ def _entry_problem(entry: Path) -> str | None:
         return None
     try:
         import nbformat
-        nbformat.validate(nbformat.read(entry, as_version=4))
+        nbformat.validate(nbformat.reads(raw.decode("utf-8"), as_version=4))
     except Exception as exc:  # nbformat raises several unrelated types for broken files
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         return (f"{entry.name}: not a valid Jupyter notebook ({first}). Save it again from Jupyter "
@@ -86,7 +127,7 @@ def grade_job(job: Job, assignments: dict[str, LoadedAssignment], sandbox: Sandb
     loaded = assignments.get(job.assignment)
     if job.problem or loaded is None or job.entry is None:
         return _invalid(job, job.problem or f"unknown assignment {job.assignment}", sandbox, options)
-    problem = _entry_problem(job.entry)
+    problem = submission_problem(job, loaded) or _entry_problem(job.entry)
     if problem:
         return _invalid(job, problem, sandbox, options, loaded.spec.runtime)
     folder = evidence_folder(options.out, job.student, job.assignment)
@@ -114,8 +155,9 @@ def rescore_all(out: Path, assignments: dict[str, LoadedAssignment], options: Gr
             records.append(old)  # invalid submissions and harness failures have no stored run to judge
             continue
         quick = old.run.mode == "quick"
+        # the resume key of the run that was judged again stays: the run itself did not change
         info = JobInfo(student=old.student, assignment=old.assignment, entry=old.submission.entry or "",
-                       files=old.submission.files, assignment_digest=assignment_digest(loaded))
+                       files=old.submission.files, assignment_digest=old.submission.assignment_digest)
         rec = judge(info, loaded, folder, _holdout_signatures(loaded, GradeOptions(
             quick=quick, out=out, cache=options.cache, data_root=options.data_root)))
         record.save(rec, path)
@@ -135,8 +177,24 @@ def _holdout_signatures(loaded: LoadedAssignment, options: GradeOptions):
     return providers.holdout_signatures(spec, options.data_root, standin_root=root)
 
 
-def assignment_digest(loaded: LoadedAssignment | None) -> str | None:
-    """What grading depends on besides the submission: the assignment's files and the harness version."""
+def _dataset_identity(loaded: LoadedAssignment, options: GradeOptions) -> str | None:
+    """Which data the job is graded on: the prepared dataset's manifest (a new `harness data prepare`
+    changes it); in quick mode the stand-in, which the assignment file and the harness version fix."""
+    if options.quick:
+        return "stand-in"
+    from harness.data import providers
+    manifest = providers.dataset_dir(loaded.spec.data.name, options.data_root) / "manifest.json"
+    try:
+        return hashlib.sha256(manifest.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def assignment_digest(loaded: LoadedAssignment | None, options: GradeOptions | None = None,
+                      sandbox: Sandbox | None = None) -> str | None:
+    """What a grade depends on besides the submission: the assignment's files and the harness version;
+    with `options`, also the mode, sandbox, runtime, timeout, memory, seed and the dataset graded on
+    (the resume cache key)."""
     if loaded is None:
         return None
     digest = hashlib.sha256(__version__.encode())
@@ -144,22 +202,42 @@ def assignment_digest(loaded: LoadedAssignment | None) -> str | None:
         path = loaded.folder / name
         if path.exists():
             digest.update(name.encode() + path.read_bytes())
+    if options is not None:
+        spec = loaded.spec
+        settings = {
+            "mode": "quick" if options.quick else "full",
+            "sandbox": sandbox.name if sandbox is not None else None,
+            "runtime": spec.runtime,
+            "timeout": options.timeout or (spec.quick_timeout_seconds if options.quick else spec.timeout_seconds),
+            "memory_mb": options.memory_mb or spec.memory_mb,
+            "seed": options.seed,
+            "dataset": _dataset_identity(loaded, options),
+        }
+        digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()
 
 
-def _unchanged(path: Path, job: Job, assignments: dict[str, LoadedAssignment], options: GradeOptions) -> Record | None:
+NOT_CACHED = ("error", "interrupted")
+
+
+def _unchanged(path: Path, job: Job, assignments: dict[str, LoadedAssignment], options: GradeOptions,
+               sandbox: Sandbox | None = None) -> Record | None:
     """The stored record, when nothing it depends on changed (an interrupted run resumes here)."""
-    if not path.exists() or job.entry is None:
+    loaded = assignments.get(job.assignment)
+    if not path.exists() or job.entry is None or loaded is None:
         return None
+    if scan(job.folder).size_mb > loaded.spec.max_submission_mb:
+        return None  # refused again at once, with its size today; never hashed
     try:
         old = record.load(path)
     except Exception:
         return None
     same = (old.run.mode == ("quick" if options.quick else "full")
+            and old.run.sandbox == (sandbox.name if sandbox is not None else old.run.sandbox)
             and old.submission.files == submission_files(job.folder)
             and old.submission.entry == job.entry.name
-            and old.submission.assignment_digest == assignment_digest(assignments.get(job.assignment)))
-    return old if same and old.status != "error" else None
+            and old.submission.assignment_digest == assignment_digest(loaded, options, sandbox))
+    return old if same and old.status not in NOT_CACHED else None
 
 
 def _internal_error(job: Job, sandbox: Sandbox, options: GradeOptions, exc: BaseException) -> Record:
@@ -172,39 +250,146 @@ def _internal_error(job: Job, sandbox: Sandbox, options: GradeOptions, exc: Base
         "evidence_problems": [traceback.format_exc()[-2000:]]})
 
 
+def _operator_error(job: Job, sandbox: Sandbox, options: GradeOptions, message: str) -> Record:
+    """A job the machine could not grade (e.g. its dataset is not prepared): the operator must act."""
+    return _invalid(job, "", sandbox, options).model_copy(update={
+        "status": "error",
+        "summary": f"Not graded: {message}. This is not the student's fault: once that is done, run grade again."})
+
+
+def _interrupted(job: Job, sandbox: Sandbox, options: GradeOptions) -> Record:
+    return _invalid(job, "", sandbox, options).model_copy(update={
+        "status": "interrupted",
+        "summary": "Grading was interrupted (Ctrl-C) while this job ran, so it was not graded. This is not the "
+                   "student's fault: run grade again and it resumes with this job."})
+
+
+def _clean_text(value):
+    """Every string made valid UTF-8 (lone surrogates from non-UTF-8 names become `\\udcff` text)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_clean_text(k): _clean_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean_text(v) for v in value]
+    return value
+
+
+def _finish(rec: Record, job: Job, assignments: dict[str, LoadedAssignment], options: GradeOptions,
+            sandbox: Sandbox) -> Record:
+    """The record as stored: the resume key, a note on what was not copied, valid text throughout."""
+    key = assignment_digest(assignments.get(job.assignment), options, sandbox)
+    update: dict = {"submission": rec.submission.model_copy(update={"assignment_digest": key})}
+    if job.folder.is_dir() and rec.status not in NOT_CACHED:
+        found = scan(job.folder)
+        skipped = [name for name in found.symlinks + found.others if job.entry is None or name != job.entry.name]
+        if skipped:
+            shown = ", ".join(skipped[:10]) + (f" and {len(skipped) - 10} more" if len(skipped) > 10 else "")
+            update["summary"] = (f"{rec.summary} Not copied: {shown} (symbolic links and special files are not "
+                                 f"followed or opened; hand in the files themselves).")
+    data = _clean_text(rec.model_copy(update=update).model_dump(mode="json"))
+    return Record.model_validate(data)
+
+
+def _say(message: str) -> None:
+    try:
+        print(message.encode("utf-8", "backslashreplace").decode("utf-8"), file=sys.stderr, flush=True)
+    except Exception:
+        pass
+
+
 def grade_all(jobs: list[Job], assignments: dict[str, LoadedAssignment], sandbox: Sandbox,
               options: GradeOptions, progress: Callable[[Job, Record], None] | None = None) -> tuple[list[Record], int]:
-    """Grade every job; returns the records and how many failed inside the harness itself."""
+    """Grade every job; returns the records and how many could not be graded because of the harness or
+    the machine (exit 3). Every per-job step (cache, run, record, report, progress) is guarded: one job's
+    failure never stops the class run. Ctrl-C: running jobs get an `interrupted` record, no job or
+    evaluation starts, and KeyboardInterrupt is raised again once they are recorded."""
+    STOPPING.clear()
+    counter = threading.Lock()
     internal = 0
+    datasets: dict[str, str | None] = {}
 
-    def one(job: Job) -> Record:
-        nonlocal internal
-        path = record_path(options.out, job.student, job.assignment)
-        cached = None if options.force else _unchanged(path, job, assignments, options)
-        if cached is not None:
-            if progress:
-                progress(job, cached)
-            return cached
+    def not_prepared(loaded: LoadedAssignment | None) -> str | None:
+        if options.quick or loaded is None:
+            return None
+        name = loaded.spec.data.name
+        if name not in datasets:
+            from harness.data import providers
+            try:
+                providers.served_root(loaded.spec.data, options.data_root)
+                datasets[name] = None
+            except HarnessError as exc:
+                datasets[name] = str(exc)
+        return datasets[name]
+
+    def graded(job: Job) -> tuple[Record, bool]:
+        """(record, whether the harness or the machine is at fault)."""
+        loaded = assignments.get(job.assignment)
+        problem = not_prepared(loaded) if job.entry is not None and job.problem is None else None
+        if problem:
+            return _operator_error(job, sandbox, options, problem), True
         try:
             rec = grade_job(job, assignments, sandbox, options)
+        except Interrupted:
+            return _interrupted(job, sandbox, options), False
+        except HarnessError as exc:  # said who must act: the machine, the assignment, evaluation
+            if STOPPING.is_set():
+                return _interrupted(job, sandbox, options), False
+            return _operator_error(job, sandbox, options, str(exc).rstrip(".")), True
         except Exception as exc:  # one job's harness failure must not stop the class run
-            internal += 1
-            rec = _internal_error(job, sandbox, options, exc)
-        record.save(rec, path)
-        reports.write_markdown(rec, path.with_suffix(".md"))
+            if STOPPING.is_set():
+                return _interrupted(job, sandbox, options), False
+            return _internal_error(job, sandbox, options, exc), True
+        if STOPPING.is_set():  # it ran while Ctrl-C killed its sandbox: its result says nothing
+            return _interrupted(job, sandbox, options), False
+        return rec, False
+
+    def one(job: Job) -> Record | None:
+        nonlocal internal
+        path = None
+        try:
+            path = record_path(options.out, job.student, job.assignment)
+            rec = None if options.force else _unchanged(path, job, assignments, options, sandbox)
+            if rec is None:
+                if STOPPING.is_set():
+                    return None  # not started: a resumed run grades it
+                rec, infra = graded(job)
+                rec = _finish(rec, job, assignments, options, sandbox)
+                if infra:
+                    with counter:
+                        internal += 1
+                record.save(rec, path)
+                reports.write_markdown(rec, path.with_suffix(".md"))
+        except Exception as exc:
+            with counter:
+                internal += 1
+            try:
+                rec = _finish(_internal_error(job, sandbox, options, exc), job, assignments, options, sandbox)
+                if path is not None:
+                    record.save(rec, path)
+            except Exception as again:
+                _say(f"error: no record could be written for {job.student}/{job.assignment}: {again}")
+                return None
         if progress:
-            progress(job, rec)
+            try:
+                progress(job, rec)
+            except Exception as exc:
+                _say(f"warning: progress output failed for {job.student}/{job.assignment}: {exc}")
         return rec
 
     pool = ThreadPoolExecutor(max_workers=max(1, options.jobs))
+    futures = []
     try:
-        records = list(pool.map(one, jobs))
+        for job in jobs:
+            futures.append(pool.submit(one, job))
+        records = [f.result() for f in futures]
     except KeyboardInterrupt:
-        pool.shutdown(wait=False, cancel_futures=True)
         stop_all()
+        pool.shutdown(wait=False, cancel_futures=True)
+        wait([f for f in futures if not f.cancelled()], timeout=120)  # running jobs write "interrupted"
         raise
     pool.shutdown()
-    return records, internal
+    return [r for r in records if r is not None], internal
 
 
 def load_records(out: Path) -> list[Record]:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_PATH = Path(__file__).parent / "schema" / "record.schema.json"
 
-Status = Literal["graded", "error", "timeout", "memory-limit", "no-model", "invalid-submission"]
+Status = Literal["graded", "error", "timeout", "memory-limit", "no-model", "invalid-submission", "interrupted"]
 CheckStatus = Literal["pass", "fail", "error", "skip"]
 Severity = Literal["error", "warning", "info"]
 

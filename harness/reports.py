@@ -14,6 +14,7 @@ STATUS_WORDS = {
     "memory-limit": "memory limit reached",
     "no-model": "no trained model",
     "invalid-submission": "invalid submission",
+    "interrupted": "interrupted (not graded)",
 }
 MARK = {"pass": "passed", "fail": "FAILED", "error": "ERROR", "skip": "skipped"}
 
@@ -68,7 +69,9 @@ def write_markdown(rec: Record, path: Path) -> None:
 
 
 def console_table(records: list[Record]):
+    """A rich table whose cells are plain text: a student folder named `[/]` or `:smile:` prints as itself."""
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="Grading results", show_lines=False)
     for column in ("student", "assignment", "status", "score", "summary"):
@@ -76,6 +79,6 @@ def console_table(records: list[Record]):
     for rec in sorted(records, key=lambda r: (r.student, r.assignment)):
         style = "green" if rec.status == "graded" and rec.score == rec.max_score else "yellow" \
             if rec.status == "graded" else "red"
-        table.add_row(rec.student, rec.assignment, f"[{style}]{STATUS_WORDS[rec.status]}[/]",
-                      f"{rec.score:g}/{rec.max_score:g}", rec.summary)
+        table.add_row(Text(rec.student), Text(rec.assignment), Text(STATUS_WORDS[rec.status], style=style),
+                      Text(f"{rec.score:g}/{rec.max_score:g}"), Text(rec.summary))
     return table

@@ -6,19 +6,21 @@ Nothing here looks at what the student's code did; that is `evidence` and `check
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.data import serve as serving
 from harness.data import standin
-from harness.discover import Job
+from harness.discover import Job, printable
 from harness.errors import InfrastructureError
 from harness.sandbox import Limits, Sandbox, SandboxRequest, SandboxResult
 from harness.spec import LoadedAssignment
 
-MAX_SUBMISSION_MB = 200
+MAX_SUBMISSION_MB = 200  # the default of an assignment's `max_submission_mb`
 
 
 @dataclass(frozen=True)
@@ -39,34 +41,95 @@ class Prepared:
 
 
 def sha256(path: Path) -> str:
+    """The file's hash, opened without following a symlink (a symlink raises OSError)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise OSError(f"{path}: not a regular file")
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
+SKIPPED_PARTS = ("__pycache__", ".ipynb_checkpoints")
+
+
+@dataclass(frozen=True)
+class Scan:
+    """A submission folder as `lstat` sees it: nothing is followed, nothing is opened."""
+
+    files: list[str]  # relative paths of regular files, as on disk
+    size_bytes: int
+    symlinks: list[str]  # relative paths of symlinks, printable; never followed
+    others: list[str]  # FIFOs, sockets, devices: skipped
+
+    @property
+    def size_mb(self) -> float:
+        return self.size_bytes / 2**20
+
+
+def scan(folder: Path) -> Scan:
+    files, symlinks, others, size = [], [], [], 0
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        rel = Path(dirpath).relative_to(folder)
+        for name in list(dirnames):
+            if os.path.islink(os.path.join(dirpath, name)):  # os.walk lists a symlinked folder as a folder
+                symlinks.append(printable(str(rel / name)))
+                dirnames.remove(name)
+            elif name in SKIPPED_PARTS:
+                dirnames.remove(name)
+        dirnames.sort()
+        for name in sorted(filenames):
+            try:
+                info = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            if stat.S_ISLNK(info.st_mode):
+                symlinks.append(printable(str(rel / name)))
+            elif stat.S_ISREG(info.st_mode):
+                files.append(str(rel / name))
+                size += info.st_size
+            else:
+                others.append(printable(str(rel / name)))
+    return Scan(files=files, size_bytes=size, symlinks=symlinks, others=others)
+
+
+HASHED_UP_TO_MB = 1024  # a larger folder is refused anyway (max_submission_mb): its files are listed, not hashed
+
+
 def submission_files(folder: Path) -> dict[str, str]:
+    """{printable relative path: sha256} of the regular files; symlinks are skipped, never followed."""
     out = {}
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and not path.is_symlink() and "__pycache__" not in path.parts \
-                and ".ipynb_checkpoints" not in path.parts:
-            out[str(path.relative_to(folder))] = sha256(path)
+    found = scan(folder)
+    if found.size_mb > HASHED_UP_TO_MB:
+        return {printable(name): "" for name in found.files}
+    for name in found.files:
+        try:
+            out[printable(name)] = sha256(folder / name)
+        except OSError:
+            continue
     return out
 
 
 def folder_size_mb(folder: Path) -> float:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink()) / 2**20
+    return scan(folder).size_mb
 
 
 def prepare(job: Job, job_dir: Path) -> Prepared:
-    """Copy the student's folder (regular files only) into the job's stage folder."""
+    """Copy the student's folder (regular files only, no symlink followed) into the job's stage folder."""
     stage = job_dir / "stage"
     stage.mkdir(parents=True)
-    for name in submission_files(job.folder):
+    for name in scan(job.folder).files:
         target = stage / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(job.folder / name, target)
+        try:
+            fd = os.open(job.folder / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        with os.fdopen(fd, "rb") as source, open(target, "wb") as out:
+            if stat.S_ISREG(os.fstat(source.fileno()).st_mode):
+                shutil.copyfileobj(source, out, 1 << 20)
     (job_dir / "evidence").mkdir()
     return Prepared(job_dir=job_dir, stage=stage, files=submission_files(stage))
 
@@ -118,7 +181,8 @@ def run(job: Job, assignment: LoadedAssignment, sandbox: Sandbox, prepared: Prep
         mounts=served.mounts,
         env=env,
         timeout=float(timeout),
-        limits=Limits(memory_mb=options.memory_mb or spec.memory_mb, workspace_mb=max(512, MAX_SUBMISSION_MB * 2)),
+        limits=Limits(memory_mb=options.memory_mb or spec.memory_mb,
+                      workspace_mb=max(512, spec.max_submission_mb * 2)),
         log=prepared.job_dir / "output.log",
     )
     return sandbox.run(request)

@@ -81,6 +81,7 @@ class Assignment(Frozen):
     timeout_seconds: int = Field(default=1800, gt=0)
     quick_timeout_seconds: int = Field(default=180, gt=0)
     memory_mb: int = Field(default=8192, ge=512)
+    max_submission_mb: int = Field(default=200, ge=1, description="a larger submission folder is not run")
     data: DataSpec
     points: Points = Points()
     architecture: ArchitectureRules = ArchitectureRules()

@@ -275,6 +275,11 @@ def evidence_missing(ctx: Context) -> list[Finding]:
         found.append(Finding(rule="evidence-missing", severity="error",
                              message=("The grader's record of this run was altered or is incomplete: "
                                       + "; ".join(altered[:3]) + ". The run cannot be certified.")))
+    if result.evidence_overflow:
+        found.append(Finding(rule="evidence-missing", severity="error",
+                             message="The run wrote more data into the grader's evidence folder than allowed and was "
+                                     "stopped, so what it did cannot be certified. Do not write files into the "
+                                     "grader's folders."))
     ended_normally = result.exit_code in (0, 5) and not result.timed_out and not result.memory_exceeded
     started = any(e.get("kind") == "probe_start" for e in ev.events)
     if ended_normally and not started:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
-from harness.errors import UsageError
+from harness.errors import HarnessError, UsageError
 from harness.sandbox import limits as cgroups
 
 
@@ -73,6 +74,7 @@ class SandboxResult:
     sandbox: str
     evidence_overflow: bool = False
     timeout_seconds: float | None = None
+    interrupted: bool = False
 
 
 class Sandbox(Protocol):
@@ -127,18 +129,122 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
-def _folder_mb(folder: Path) -> float:
-    total = 0
+EVIDENCE_SLACK_MB = 4  # the evidence tmpfs is this much larger than the limit, so a job that tries to pass it can
+EVIDENCE_MAX_FILES = 100_000  # be seen trying; and it holds at most this many files and folders
+MOVE_CHUNK = 8 * 2**20  # copying evidence out of the tmpfs holds at most one chunk twice
+
+
+def _tree_usage(folder: Path, stop_after_mb: float | None = None,
+                stop_after_entries: int | None = None) -> tuple[float, int]:
+    """(MB, entries) of every file under `folder`, every sub-folder included; symlinks are counted, never followed.
+
+    Stops early once `stop_after_mb` or `stop_after_entries` is passed (the answer is then "over")."""
+    total, count, todo = 0, 0, [str(folder)]
+    while todo:
+        try:
+            with os.scandir(todo.pop()) as entries:
+                for entry in entries:
+                    count += 1
+                    try:
+                        info = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    # allocated blocks, not the apparent size: a sparse file costs what it holds
+                    total += max(info.st_blocks * 512, 0) if hasattr(info, "st_blocks") else info.st_size
+                    if entry.is_dir(follow_symlinks=False):
+                        todo.append(entry.path)
+                    if (stop_after_mb is not None and total / 2**20 > stop_after_mb) or \
+                            (stop_after_entries is not None and count > stop_after_entries):
+                        return total / 2**20, count
+        except OSError:
+            pass
+    return total / 2**20, count
+
+
+class EvidenceQuota:
+    """The evidence folder is the one host folder a job writes into; it cannot grow past its limit.
+
+    As root, the folder is a tmpfs mounted on the host, `limit + EVIDENCE_SLACK_MB` large with at most
+    EVIDENCE_MAX_FILES inodes: the kernel refuses every write past it, in every sub-folder. When the job's
+    usage passes the limit it is stopped (`over()`); afterwards the files are moved out of the tmpfs onto
+    disk (regular files and folders only, a chunk at a time) and the tmpfs is unmounted. Without root, a
+    walk of the whole tree every poll enforces the limit, which bounds it only by how much the job writes
+    between two polls (and by RLIMIT_FSIZE per file).
+    """
+
+    def __init__(self, folder: Path, limit_mb: int):
+        self.folder, self.limit_mb, self.mounted = folder, limit_mb, False
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0 and os.environ.get("HARNESS_NO_EVIDENCE_TMPFS") != "1" and not any(folder.iterdir()):
+            size = (limit_mb + EVIDENCE_SLACK_MB) * 2**20
+            try:
+                done = subprocess.run(["mount", "-t", "tmpfs", "-o",
+                                       f"size={size},nr_inodes={EVIDENCE_MAX_FILES},mode=0755,nosuid,nodev",
+                                       "harness-evidence", str(folder)], capture_output=True, timeout=30)
+                self.mounted = done.returncode == 0
+            except (OSError, subprocess.SubprocessError):  # no mount(8), no CAP_SYS_ADMIN: walk instead
+                self.mounted = False
+
+    def usage(self) -> tuple[float, int]:
+        if self.mounted:
+            st = os.statvfs(self.folder)
+            return (st.f_blocks - st.f_bfree) * st.f_frsize / 2**20, st.f_files - st.f_ffree
+        return _tree_usage(self.folder, stop_after_mb=self.limit_mb, stop_after_entries=EVIDENCE_MAX_FILES)
+
+    def over(self) -> bool:
+        mb, entries = self.usage()
+        return mb > self.limit_mb or entries >= EVIDENCE_MAX_FILES - 1
+
+    def release(self) -> None:
+        """Move what the job left onto disk (nothing followed) and unmount; no-op without a mount."""
+        if not self.mounted:
+            return
+        disk = self.folder.with_name(self.folder.name + ".disk")
+        disk.mkdir()
+        try:
+            _move_tree(self.folder, disk, self.limit_mb * 2**20)
+        finally:
+            if subprocess.run(["umount", str(self.folder)], capture_output=True).returncode != 0:
+                subprocess.run(["umount", "-l", str(self.folder)], capture_output=True)
+            self.mounted = False
+        self.folder.rmdir()
+        disk.rename(self.folder)
+
+
+def _move_tree(source: Path, target: Path, max_bytes: int) -> None:
+    """Regular files and folders from `source` to `target`; symlinks, FIFOs, devices are dropped unopened,
+    and so are files whose length is past the limit (sparse files the tmpfs holds without their size).
+
+    Each file is copied from its end backwards and the source truncated behind each chunk, so the two
+    copies together never hold more than the file plus one chunk."""
+    import stat as st
+    with os.scandir(source) as entries:
+        for entry in entries:
+            info = entry.stat(follow_symlinks=False)
+            dest = target / entry.name
+            if st.S_ISDIR(info.st_mode):
+                dest.mkdir()
+                _move_tree(Path(entry.path), dest, max_bytes)
+            elif st.S_ISREG(info.st_mode) and info.st_size <= max_bytes:
+                _move_file(entry.path, dest)
+
+
+def _move_file(source: str, dest: Path) -> None:
+    fd = os.open(source, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK)
     try:
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                try:
-                    total += entry.stat(follow_symlinks=False).st_size
-                except OSError:
-                    pass
-    except OSError:
-        pass
-    return total / 2**20
+        size = os.fstat(fd).st_size
+        with open(dest, "wb") as out:
+            out.truncate(size)
+            end = size
+            while end > 0:
+                start = max(0, end - MOVE_CHUNK)
+                out.seek(start)
+                out.write(os.pread(fd, end - start, start))
+                os.ftruncate(fd, start)
+                end = start
+    finally:
+        os.close(fd)
+    os.unlink(source)
 
 
 def _signal_all(pids: list[int], sig: int) -> None:
@@ -150,38 +256,59 @@ def _signal_all(pids: list[int], sig: int) -> None:
 
 
 _RUNNING: set[subprocess.Popen] = set()
+_LOCK = threading.Lock()
+STOPPING = threading.Event()
+
+
+class Interrupted(HarnessError):
+    """The operator interrupted the run (Ctrl-C): no new sandbox starts. Not the student's fault."""
+
+    exit_code = 2
 
 
 def stop_all() -> None:
-    """Kill every job that is still running (an interrupted class run): whole trees, at once."""
-    for proc in list(_RUNNING):
+    """Kill every job that is still running (an interrupted class run): whole trees, at once; and start
+    no new sandbox from now on (a job between its run and its evaluation stops there)."""
+    STOPPING.set()
+    with _LOCK:
+        running = list(_RUNNING)
+    for proc in running:
         _signal_all([proc.pid, *_descendants(proc.pid)], signal.SIGKILL)
 
 
 def supervise(argv: list[str], request: SandboxRequest, name: str, env: dict[str, str] | None = None,
               ) -> SandboxResult:
-    """Start `argv` in its own cgroup, enforce the wall clock, and leave no process behind.
+    """Start `argv` in its own cgroup, enforce the wall clock and the evidence quota, and leave no
+    process behind.
 
-    On timeout every process of the job gets SIGTERM, then SIGKILL after the grace period.
+    On timeout every process of the job gets SIGTERM, then SIGKILL after the grace period. A job whose
+    evidence passes its limit (every sub-folder counted) is killed at once.
     """
+    if STOPPING.is_set():
+        raise Interrupted("grading was interrupted; no new job is started")
     group = cgroups.create(request.limits)
     # without a pids cgroup, RLIMIT_NPROC is the fallback (it does not bind root)
     preexec = set_rlimits(request.limits, nproc=not group.enforced and os.getuid() != 0)
     log = open(request.log, "wb") if request.log else subprocess.DEVNULL
+    quota = None
     start = time.monotonic()
     timed_out = overflowed = False
     try:
-        proc = subprocess.Popen(group.wrap(argv), stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, env=env if env is not None else {},
-                                start_new_session=True, preexec_fn=preexec)
-        _RUNNING.add(proc)
+        # the evidence folder is a host folder: a job may not fill the disk through it
+        quota = EvidenceQuota(request.job_dir / "evidence", request.limits.evidence_mb)
+        with _LOCK:
+            if STOPPING.is_set():
+                raise Interrupted("grading was interrupted; no new job is started")
+            proc = subprocess.Popen(group.wrap(argv), stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, env=env if env is not None else {},
+                                    start_new_session=True, preexec_fn=preexec)
+            _RUNNING.add(proc)
         deadline = start + request.timeout
         while proc.poll() is None and time.monotonic() < deadline and not overflowed:
             try:
                 proc.wait(timeout=min(0.5, max(0.01, deadline - time.monotonic())))
             except subprocess.TimeoutExpired:
-                # the evidence folder is a host folder: a job may not fill the disk through it
-                overflowed = _folder_mb(request.job_dir / "evidence") > request.limits.evidence_mb
+                overflowed = quota.over()
         if proc.poll() is None and not overflowed:
             timed_out = True
             tree = group.pids() or _descendants(proc.pid)
@@ -198,24 +325,30 @@ def supervise(argv: list[str], request: SandboxRequest, name: str, env: dict[str
             _signal_all(left, signal.SIGKILL)
             time.sleep(0.05)
         exit_code = proc.wait()
-        _RUNNING.discard(proc)
+        with _LOCK:
+            _RUNNING.discard(proc)
         wall = time.monotonic() - start
+        overflowed = overflowed or quota.over()  # a job that passed the limit and then ended by itself
         peak = group.peak_memory_mb()
         memory_exceeded = group.oom_killed()
     finally:
         if log is not subprocess.DEVNULL:
             log.close()
         group.remove()
+        if quota is not None:
+            quota.release()
     tail = ""
     if request.log and request.log.exists():
         with open(request.log, "rb") as fh:
             fh.seek(max(0, request.log.stat().st_size - 4000))
             tail = fh.read().decode("utf-8", "replace")
     if overflowed:
-        tail += f"\n[harness] the job wrote more than {request.limits.evidence_mb} MB of evidence and was stopped\n"
+        tail += (f"\n[harness] the job wrote more than {request.limits.evidence_mb} MB (or "
+                 f"{EVIDENCE_MAX_FILES:,} files) into its evidence folder and was stopped\n")
     return SandboxResult(exit_code=exit_code, timed_out=timed_out, memory_exceeded=memory_exceeded,
                          wall_seconds=round(wall, 3), peak_memory_mb=peak, output_tail=tail, sandbox=name,
-                         evidence_overflow=overflowed, timeout_seconds=request.timeout)
+                         evidence_overflow=overflowed, timeout_seconds=request.timeout,
+                         interrupted=STOPPING.is_set())
 
 
 def set_rlimits(limits: Limits, nproc: bool) -> Callable[[], None]:

@@ -131,6 +131,7 @@ def test_the_policy_alone_stops_a_script_and_a_request_the_sanitiser_missed(tmp_
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_the_sample_class_renders_in_chromium(grade, student, data_root, browser, tmp_path, root):
     from harness.cli import harness_main
     # alice, quick, every assignment; and one small notebook graded in full (curves, confusion, images)

@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import uuid
-from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES
+from conftest import FIXTURES, processes_with
 
 pytestmark = pytest.mark.integration
 HOSTILE = FIXTURES / "hostile"
-
-
-def processes_with(token: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if token.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
-                    found.append(int(entry))
-            except OSError:
-                pass
-    return found
 
 
 @pytest.mark.parametrize("fixture", ["forks_1000_sleepers.py", "daemonizes_with_setsid.py", "ignores_sigterm.py"])

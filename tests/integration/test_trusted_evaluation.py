@@ -80,8 +80,11 @@ def test_timeout_during_training_keeps_the_layer_table(student, grade, data_root
 def test_dataset_not_prepared_is_an_infrastructure_error(student, grade, tmp_path, capfd):
     folder = student("early", {"fashion-mnist-cnn.py": EVAL / "trains_briefly.py"})
     code, records = grade("--data-root", str(tmp_path / "empty-root"), str(folder))
-    assert code == 3 and records == {}
-    assert "harness data prepare fashion_mnist" in capfd.readouterr().err
+    assert code == 3
+    rec = records[("early", "fashion-mnist-cnn")]
+    assert rec["status"] == "error"
+    assert "harness data prepare fashion_mnist" in rec["summary"] and "not the student's fault" in rec["summary"]
+    assert "could not be graded because of the machine" in capfd.readouterr().err
 
 
 def test_author_machine_path_and_missing_package_get_a_useful_message(student, grade):

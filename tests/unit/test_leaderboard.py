@@ -1,7 +1,6 @@
 """The benchmark leaderboard: FLOPs counting, timings read from the run folder, ranking, the
 student-visible board, and golden renderings (UPDATE_GOLDEN=1 rewrites them)."""
 
-import json
 import math
 import os
 from html.parser import HTMLParser

@@ -1,0 +1,144 @@
+"""A class run always finishes: every per-job step is guarded, the resume key holds every setting."""
+
+import json
+from pathlib import Path
+
+
+from harness import grade as grading
+from harness import reports
+from harness.discover import discover
+from harness.grade import GradeOptions, assignment_digest, grade_all, record_path
+from harness.run import submission_files
+from harness.record import Metrics, Record, RunInfo, SubmissionInfo
+
+
+class FakeSandbox:
+    name = "fake"
+    isolates = True
+
+
+def fake_record(job, status="graded"):
+    return Record(harness_version="0", created_at="2026-01-01T00:00:00+00:00", student=job.student,
+                  assignment=job.assignment, status=status, score=1, max_score=1, summary="Graded.", checks=[],
+                  findings=[], model=None, metrics=Metrics(), history={},
+                  run=RunInfo(sandbox="fake", runtime="keras3", mode="quick", wall_seconds=0, peak_memory_mb=None,
+                              exit_code=0),
+                  submission=SubmissionInfo(entry=job.entry.name,
+                                            files=submission_files(job.folder) if job.folder.is_dir() else {}))
+
+
+def make_class(tmp_path, names):
+    for name in names:
+        folder = tmp_path / "class" / name
+        folder.mkdir(parents=True)
+        (folder / "ox.py").write_text("x = 1\n")
+    return tmp_path / "class"
+
+
+def test_a_failing_step_costs_one_record_never_the_class(tmp_path, assignments, monkeypatch):
+    jobs = discover([make_class(tmp_path, ["ann", "[bold]x", "boom", "mdfail", "zed"])], assignments)
+
+    def fake_grade_job(job, assignments, sandbox, options):
+        if job.student == "boom":
+            raise RuntimeError("harness bug")
+        return fake_record(job)
+
+    real_markdown = reports.write_markdown
+
+    def flaky_markdown(rec, path):
+        if rec.student == "mdfail":
+            raise UnicodeEncodeError("utf-8", "x", 0, 1, "surrogates not allowed")
+        real_markdown(rec, path)
+
+    printed = []
+
+    def progress(job, rec):
+        printed.append(job.student)
+        if job.student == "ann":
+            raise ValueError("the console broke")
+
+    monkeypatch.setattr(grading, "grade_job", fake_grade_job)
+    monkeypatch.setattr(reports, "write_markdown", flaky_markdown)
+    options = GradeOptions(quick=True, out=tmp_path / "out", cache=tmp_path / "cache")
+    records, internal = grade_all(jobs, assignments, FakeSandbox(), options, progress)
+    by_student = {r.student: r for r in records}
+    assert set(by_student) == {"ann", "[bold]x", "boom", "mdfail", "zed"}
+    assert internal == 2
+    assert by_student["boom"].status == "error" and "not the student's fault" in by_student["boom"].summary
+    assert by_student["mdfail"].status == "error"
+    for student in by_student:
+        assert record_path(options.out, student, "ox").exists(), student
+    assert sorted(printed) == sorted(by_student)
+
+
+def test_a_dataset_that_is_not_prepared_gets_an_error_record_and_the_rest_are_graded(tmp_path, assignments,
+                                                                                      monkeypatch):
+    folder = make_class(tmp_path, ["ann"])
+    (folder / "bob").mkdir()
+    (folder / "bob" / "mnist-cnn.py").write_text("x = 1\n")
+    jobs = discover([folder], assignments)
+    ran = []
+    monkeypatch.setattr(grading, "grade_job", lambda job, *a: ran.append(job.student) or fake_record(job))
+    options = GradeOptions(quick=False, out=tmp_path / "out", cache=tmp_path / "cache", data_root=tmp_path / "empty")
+    records, internal = grade_all(jobs, assignments, FakeSandbox(), options)
+    by_student = {r.student: r for r in records}
+    assert internal == 2 and ran == []  # ox and mnist are both unprepared in an empty root: nothing runs
+    assert "harness data prepare mnist" in by_student["bob"].summary
+    assert "harness data prepare ox" in by_student["ann"].summary
+
+
+def test_resume_key_changes_with_every_setting(tmp_path, assignments, data_root):
+    loaded = assignments["fashion-mnist-cnn"]
+    base = GradeOptions(quick=False, out=tmp_path, cache=tmp_path, data_root=data_root)
+    key = assignment_digest(loaded, base, FakeSandbox())
+    changed = [
+        assignment_digest(loaded, base.__class__(**{**base.__dict__, "quick": True}), FakeSandbox()),
+        assignment_digest(loaded, base.__class__(**{**base.__dict__, "timeout": 5}), FakeSandbox()),
+        assignment_digest(loaded, base.__class__(**{**base.__dict__, "memory_mb": 1024}), FakeSandbox()),
+        assignment_digest(loaded, base.__class__(**{**base.__dict__, "data_root": tmp_path / "other"}), FakeSandbox()),
+        assignment_digest(loaded, base, type("Other", (), {"name": "process"})()),
+        assignment_digest(assignments["mnist-cnn"], base, FakeSandbox()),
+    ]
+    assert key == assignment_digest(loaded, base, FakeSandbox())
+    assert len({key, *changed}) == len(changed) + 1
+
+
+def test_resume_key_follows_the_prepared_dataset(tmp_path, assignments):
+    from harness.data import providers
+    loaded = assignments["fashion-mnist-cnn"]
+    options = GradeOptions(quick=False, out=tmp_path, cache=tmp_path, data_root=tmp_path / "root")
+    manifest = providers.dataset_dir("fashion_mnist", options.data_root) / "manifest.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({"prepared_at": "1"}))
+    first = assignment_digest(loaded, options, FakeSandbox())
+    manifest.write_text(json.dumps({"prepared_at": "2"}))
+    assert assignment_digest(loaded, options, FakeSandbox()) != first
+
+
+def test_console_table_prints_markup_as_text():
+    from rich.console import Console
+    # a folder name cannot hold "/", so "[/]" (which rich refuses) comes from the summary, e.g. an exception
+    job = type("J", (), {"student": "[bold]mallory", "assignment": "ox", "entry": Path("ox.py"), "folder": Path("/nonexistent")})()
+    rec = fake_record(job).model_copy(update={"summary": "ValueError: [bold red]:smile: [/] done"})
+    console = Console(record=True, width=200)
+    console.print(reports.console_table([rec]))
+    text = console.export_text()
+    assert "[bold]mallory" in text and "[bold red]:smile: [/] done" in text
+
+
+def test_resume_reuses_a_record_only_under_the_same_settings(tmp_path, assignments, monkeypatch):
+    jobs = discover([make_class(tmp_path, ["ann"])], assignments)
+    ran = []
+    status = {"value": "graded"}
+    monkeypatch.setattr(grading, "grade_job", lambda job, *a: ran.append(job.student) or fake_record(job, status["value"]))
+    options = GradeOptions(quick=True, out=tmp_path / "out", cache=tmp_path / "cache")
+    grade_all(jobs, assignments, FakeSandbox(), options)
+    grade_all(jobs, assignments, FakeSandbox(), options)
+    assert ran == ["ann"]
+    grade_all(jobs, assignments, FakeSandbox(), GradeOptions(**{**options.__dict__, "timeout": 7}))
+    grade_all(jobs, assignments, FakeSandbox(), GradeOptions(**{**options.__dict__, "memory_mb": 1024}))
+    assert ran == ["ann"] * 3
+    status["value"] = "interrupted"
+    grade_all(jobs, assignments, FakeSandbox(), options)
+    grade_all(jobs, assignments, FakeSandbox(), options)
+    assert ran == ["ann"] * 5, "an interrupted record is graded again"
