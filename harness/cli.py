@@ -156,10 +156,19 @@ def _harness(argv: list[str]) -> int:
     export.add_argument("run_dir", type=Path, help="the folder of records (grade --out)")
     export.add_argument("--to", action="append", choices=["gradescope", "junit", "github"], required=True,
                         help="repeat for several; github also appends to $GITHUB_STEP_SUMMARY when set")
+    report = sub.add_parser("report", help="HTML reports of a run folder -> RUN_DIR/html/ (instructor and student views)")
+    report.add_argument("run_dir", type=Path, help="the folder of records (grade --out)")
+    report.add_argument("--assignments", type=Path, default=None, help="folder of assignments (default ./assignments)")
+    report.add_argument("--data-root", type=Path, default=None, help="prepared datasets, for the misclassified images "
+                        "(default $HARNESS_DATA_ROOT or ~/.cache/cnn-harness/data)")
+    report.add_argument("--out", type=Path, default=None, help="where the pages go (default RUN_DIR/html)")
     from harness import publish as publishing
     publishing.add_parsers(sub)  # new, validate, publish
     args = parser.parse_args(argv)
 
+    if args.command == "report":
+        from harness import webreport
+        return webreport.command(args.run_dir, args.assignments or default_assignments(), args.data_root, args.out)
     if args.command == "data":
         return _data(args)
     if args.command in ("new", "validate", "publish"):
