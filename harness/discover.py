@@ -31,8 +31,9 @@ class Job:
 
 
 def printable(name: str) -> str:
-    """A name as valid text: bytes that are not UTF-8 become `\\xff` escapes."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """A name as valid text: bytes that are not UTF-8 become `\\xff` escapes, and a backslash is
+    doubled, so two different names never print the same."""
+    return name.replace("\\", "\\\\").encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def student_name(folder: Path) -> str:

@@ -499,6 +499,11 @@ def read(evidence_dir: Path) -> Evidence:
         if d.get("kind") == "cell" and isinstance(d.get("run"), int) and isinstance(d.get("index"), int):
             cell_index[d["run"]] = d["index"]
 
+    dropped = evidence_dir / "dropped.txt"  # written by the harness when it kept less than the run left
+    if dropped.is_file() and not dropped.is_symlink():
+        names = dropped.read_text(errors="replace").split()[:5]
+        problems.append(f"the run left more evidence than the grader keeps; not kept: {', '.join(names)}")
+
     model_file = evidence_dir / "model.keras"
     graph_file = evidence_dir / "model-graph.zip"
     graph_saved = any(e.get("kind") == "model_graph_saved" for e in events)

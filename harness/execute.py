@@ -32,6 +32,8 @@ from harness.spec import LoadedAssignment
 
 KEPT_EVIDENCE = ("events.jsonl", "driver.jsonl", "sig-*.npy", "files-*.json", "executed.ipynb")
 MAX_KEPT_BYTES = 64 * 2**20  # per file; evidence.MAX_FILE_BYTES reads no more
+MAX_KEPT_TOTAL = 256 * 2**20  # all kept evidence of one job
+DROPPED_FILE = "dropped.txt"  # evidence files not kept (over the limits): the judge reports them
 MAX_CODE_BYTES = 20 * 2**20
 CODE_SUFFIXES = (".py", ".ipynb")
 RUN_FILE, EVALUATION_FILE, PREDICTIONS_FILE, CODE_DIR = "run.json", "evaluation.json", "predictions.npy", "code"
@@ -57,10 +59,19 @@ def _keep(prepared: Prepared, result: SandboxResult, target: Path) -> None:
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
+    kept, dropped = 0, []
     for pattern in KEPT_EVIDENCE:
-        for source in (prepared.job_dir / "evidence").glob(pattern):
-            if source.is_file() and not source.is_symlink() and source.stat().st_size < MAX_KEPT_BYTES:
-                shutil.copyfile(source, target / source.name)
+        for source in sorted((prepared.job_dir / "evidence").glob(pattern)):
+            if not source.is_file() or source.is_symlink():
+                continue
+            size = source.stat().st_size
+            if size >= MAX_KEPT_BYTES or kept + size > MAX_KEPT_TOTAL:
+                dropped.append(source.name)  # a run may not fill the grader's disk through what is kept
+                continue
+            kept += size
+            shutil.copyfile(source, target / source.name)
+    if dropped:
+        (target / DROPPED_FILE).write_text("\n".join(dropped[:1000]) + "\n")
     (target / "output-tail.log").write_text(result.output_tail, encoding="utf-8", errors="replace")
     code, total = target / CODE_DIR, 0
     for path in sorted(prepared.stage.rglob("*")):

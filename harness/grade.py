@@ -161,7 +161,7 @@ def rescore_all(out: Path, assignments: dict[str, LoadedAssignment], options: Gr
         rec = judge(info, loaded, folder, _holdout_signatures(loaded, GradeOptions(
             quick=quick, out=out, cache=options.cache, data_root=options.data_root)))
         record.save(rec, path)
-        reports.write_markdown(rec, path.with_suffix(".md"))
+        reports.write_markdown(rec, path.with_suffix(".md"), loaded.spec.report)
         if progress:
             progress(rec)
         records.append(rec)
@@ -359,7 +359,8 @@ def grade_all(jobs: list[Job], assignments: dict[str, LoadedAssignment], sandbox
                     with counter:
                         internal += 1
                 record.save(rec, path)
-                reports.write_markdown(rec, path.with_suffix(".md"))
+                loaded = assignments.get(job.assignment)
+                reports.write_markdown(rec, path.with_suffix(".md"), loaded.spec.report if loaded else None)
         except Exception as exc:
             with counter:
                 internal += 1

@@ -76,6 +76,10 @@ def completes(ctx: Context) -> Outcome:
         at = f" at {where}" if where else ""
         return Outcome(Check(id="completes", status="fail", points=0, max_points=max_points,
                              message=f"The submission did not run to the end{at}: {what}"))
+    if ctx.quick and not ctx.evidence.fits and not ctx.evidence.training_loops:
+        return Outcome(Check(id="completes", status="fail", points=0, max_points=max_points,
+                             message="The submission ran to the end without training a model: no fit or training "
+                                     "step was reached."))
     if not ctx.quick and not getattr(ctx.evaluation, "loaded", False):
         why = getattr(ctx.evaluation, "error", None) or "no model file was saved"
         return Outcome(Check(id="completes", status="fail", points=0, max_points=max_points,

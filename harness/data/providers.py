@@ -336,8 +336,10 @@ class GeneratedOx:
         if source is not None:
             return import_folders(self.name, source, target, spec, "folders")
         from harness.data import ox
+        # a secret seed: with a seed from the source, anyone could draw the same holdout and its labels
+        seed = int.from_bytes(os.urandom(4), "little")
         with tempfile.TemporaryDirectory() as tmp:
-            ox.generate(Path(tmp), seed=0, image_size=spec.image_shape[0])
+            ox.generate(Path(tmp), seed=seed, image_size=spec.image_shape[0])
             return import_folders(self.name, Path(tmp), target, spec, "generated")
 
 

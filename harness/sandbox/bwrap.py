@@ -14,6 +14,9 @@ from harness.sandbox.base import Layout, SandboxRequest, SandboxResult, register
 
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "ssl", "ca-certificates",
              "localtime", "fonts", "mime.types", "nsswitch.conf", "hosts")
+# Debian's dataset packages (fashion-mnist's official test split among them) live here; the holdout is cut
+# from them, so neither sandbox may read them
+HIDDEN = ("/usr/share/datasets",)
 INSIDE = Layout(workspace="/workspace", evidence="/evidence", probe="/opt/harness-probe",
                 home="/home/student", python=sys.executable)
 
@@ -65,6 +68,9 @@ class BwrapSandbox:
                 args += ["--ro-bind", cpu, cpu]
         for root in _python_roots():
             args += ["--ro-bind", root, root]
+        for hidden in HIDDEN:  # dataset sources on the system hold the official test labels: never visible
+            if Path(hidden).is_dir():
+                args += ["--tmpfs", hidden]
         etc = request.job_dir / "etc"
         etc.mkdir(exist_ok=True)
         (etc / "passwd").write_text("student:x:1000:1000:student:/home/student:/bin/sh\n")

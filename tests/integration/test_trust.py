@@ -4,6 +4,7 @@ evidence parsed as claims. Each fixture is named after its attack."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -111,3 +112,12 @@ def test_a_swapped_graph_is_not_scored_for_the_archive(student, grade, data_root
     assert rec["metrics"]["holdout_accuracy"] is None and accuracy["points"] == 0, rec["metrics"]
     assert "not the" in accuracy["message"] and "saved model" in accuracy["message"], accuracy["message"]
     assert rec["status"] == "no-model"
+
+
+def test_the_system_copy_of_the_test_labels_is_hidden_from_the_sandbox(student, grade, tmp_path):
+    assert Path("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz").is_file(), \
+        "make install installs dataset-fashion-mnist"
+    folder = student("reader", {"fashion-mnist-cnn.py": TRUST / "reads_system_test_labels.py"})
+    grade("--quick", str(folder))
+    output = (tmp_path / "reports" / "reader" / "fashion-mnist-cnn.evidence" / "output-tail.log").read_text()
+    assert "LABELS HIDDEN" in output and "LABELS READ" not in output and "LISTING []" in output

@@ -45,10 +45,10 @@ def test_a_failing_step_costs_one_record_never_the_class(tmp_path, assignments, 
 
     real_markdown = reports.write_markdown
 
-    def flaky_markdown(rec, path):
+    def flaky_markdown(rec, path, rules=None):
         if rec.student == "mdfail":
             raise UnicodeEncodeError("utf-8", "x", 0, 1, "surrogates not allowed")
-        real_markdown(rec, path)
+        real_markdown(rec, path, rules)
 
     printed = []
 

@@ -69,3 +69,25 @@ def test_private_split_is_fixed_stratified_and_never_served():
     served_ids = set(x[:, 0].tolist())
     assert served_ids == set(np.flatnonzero(~private).tolist())      # public part only, every one of it
     assert (y == labels[x[:, 0]]).all()
+
+
+def test_generated_ox_holdout_is_drawn_with_a_secret_seed(tmp_path, monkeypatch):
+    """With a seed from the source, anyone could draw the same holdout and its labels at home."""
+    from harness.data import ox, providers, standin
+    from harness.spec import load_all
+    from conftest import ROOT
+    spec = load_all(ROOT / "assignments")["ox"].spec.data.model_copy(update={"standin_images_per_class": 2})
+    seeds = []
+
+    def fake_generate(folder, seed, image_size):
+        seeds.append(seed)
+        source = standin.make(spec, tmp_path / f"cache-{len(seeds)}")
+        import shutil
+        for split in ("train", "validation", "test"):
+            shutil.copytree(source / split, folder / split)
+
+    monkeypatch.setattr(ox, "generate", fake_generate)
+    monkeypatch.setattr(providers, "_spec_for", lambda name: spec)
+    providers.prepare("ox", tmp_path / "one")
+    providers.prepare("ox", tmp_path / "two")
+    assert len(seeds) == 2 and seeds[0] != seeds[1] and 0 not in seeds
