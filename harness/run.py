@@ -142,12 +142,23 @@ def dataset_root(assignment: LoadedAssignment, options: RunOptions) -> tuple[Pat
     return providers.served_root(assignment.spec.data, options.data_root), False
 
 
+def tfds_dir(assignment: LoadedAssignment, options: RunOptions, root: Path, is_standin: bool) -> Path | None:
+    """The offline TFDS data directory of the served splits (built once per prepared dataset or stand-in)."""
+    data = assignment.spec.data
+    if not data.tfds_name:
+        return None
+    from harness.data import providers, tfds_serve
+    identity = "standin" if is_standin else (providers.identity(data.name, options.data_root) or "")
+    return tfds_serve.build(data, root, options.cache, identity)
+
+
 def run(job: Job, assignment: LoadedAssignment, sandbox: Sandbox, prepared: Prepared,
         options: RunOptions) -> SandboxResult:
     spec = assignment.spec
     layout = sandbox.layout(prepared.job_dir)
     root, is_standin = dataset_root(assignment, options)
-    served = serving.serve(spec.data, root, layout, standin=is_standin)
+    served = serving.serve(spec.data, root, layout, standin=is_standin,
+                           tfds_dir=tfds_dir(assignment, options, root, is_standin))
     python_bin = str(Path(sys.executable).parent)
     env = {
         "PATH": f"{python_bin}:/usr/local/bin:/usr/bin:/bin",
