@@ -72,9 +72,12 @@ def hint(ctx: Context, message: str) -> str:
     module = MISSING_MODULE.search(message)
     if module:
         name = module.group(1).split(".")[0]
+        pip = any(e.get("kind") == "note" and e.get("what") == "pip" and e.get("missing")
+                  for e in ctx.evidence.events)
         return (f" The grading runtime has no module {name!r}: it has TensorFlow 2.21 with Keras 3 (or tf-keras), "
-                f"numpy, pandas, matplotlib and Pillow. If {name} is your own helper file, hand in {name}.py "
-                f"next to the notebook.")
+                f"tensorflow-datasets, numpy, pandas, matplotlib and Pillow"
+                f"{' (`!pip install` does not run in the grader: it is offline)' if pip else ''}. If {name} is your "
+                f"own helper file, hand in {name}.py next to the notebook.")
     return ""
 
 
