@@ -20,7 +20,7 @@ def path_mapped(ctx: Context) -> list[Finding]:
     found = paths.plan(data, static.units(ctx.entry), INSIDE.workspace, INSIDE.home,
                        lambda relative: (code / relative).exists(), isolated=ctx.result.sandbox != "process")
     return [Finding(rule="path-mapped", severity="info", where=m.where,
-                    message=(f"The path {m.literal!r} exists only on your machine; the grader served "
+                    message=(f"The folder {m.folder!r} exists only on your machine; the grader served "
                              f"{m.describe(data.name)} there, read-only, so the code ran unchanged. "
                              f"Nothing to fix; data/{data.name}/ (or $HARNESS_DATA) is the portable path."))
             for m in found]

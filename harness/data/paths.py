@@ -24,6 +24,10 @@ SPLIT_ALIASES = {"train": {"train", "training"}, "validation": {"validation", "v
 # absolute places students' data lives on their machines (Colab, Kaggle, laptops); nothing else is bound
 FOREIGN_ROOTS = ("/root/", "/home/", "/Users/", "/content/", "/kaggle/", "/mnt/", "/input/", "/data/",
                  "/datasets/", "/media/", "/tmp/")
+# a split folder right below one of these is taken as the served split; below any other name (e.g. Kaggle's raw
+# 'dogs-vs-cats/train', 25,000 unsorted files) it is another dataset and is left alone
+GENERIC_PARENTS = {"data", "dataset", "datasets", "input", "mydrive", "my_drive", "colab_notebooks", "downloads",
+                   "images", "img", "imgs"}
 MAX_LITERAL = 500
 
 
@@ -33,6 +37,15 @@ class Mapped:
     where: str                       # cell/line or file:line of its first use
     anchor: str                      # the in-sandbox folder that is made to exist
     splits: tuple[tuple[str, str], ...]  # (in-sandbox target, served split)
+
+    @property
+    def folder(self) -> str:
+        """The mapped folder as the code writes it: the literal cut to the anchor."""
+        strip = max(0, self.depth - len(self.anchor.split("/")))
+        parts = self.literal.rstrip("/").split("/")
+        return "/".join(parts[:len(parts) - strip]) if strip < len(parts) else self.literal
+
+    depth: int = 0  # components of the literal's full in-sandbox path
 
     def describe(self, dataset: str) -> str:
         if len(self.splits) == 1 and self.splits[0][0] == self.anchor:
@@ -100,12 +113,13 @@ def plan(spec: DataSpec, found: list[Unit], workspace: str, home: str, exists: C
                 splits = tuple((f"{anchor}/{s}", s) for s in served)
             else:
                 split = _split_for(name, spec)
-                if split is None or not (foreign or _norm(parts[i - 1]) in aliases):
+                parent = _norm(parts[i - 1])
+                if split is None or not (parent in aliases or (foreign and parent in GENERIC_PARENTS)):
                     continue
                 splits = ((anchor, split),)
             if anchor in (workspace, home) or any(anchor == m.anchor or anchor.startswith(m.anchor + "/")
                                                   or m.anchor.startswith(anchor + "/") for m in chosen):
                 break
-            chosen.append(Mapped(literal=literal, where=where, anchor=anchor, splits=splits))
+            chosen.append(Mapped(literal=literal, where=where, anchor=anchor, splits=splits, depth=len(parts)))
             break
     return chosen
