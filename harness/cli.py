@@ -156,10 +156,14 @@ def _harness(argv: list[str]) -> int:
     export.add_argument("run_dir", type=Path, help="the folder of records (grade --out)")
     export.add_argument("--to", action="append", choices=["gradescope", "junit", "github"], required=True,
                         help="repeat for several; github also appends to $GITHUB_STEP_SUMMARY when set")
+    from harness import publish as publishing
+    publishing.add_parsers(sub)  # new, validate, publish
     args = parser.parse_args(argv)
 
     if args.command == "data":
         return _data(args)
+    if args.command in ("new", "validate", "publish"):
+        return publishing.main(args)
     if args.command == "rescore":
         return _rescore(args)
     if args.command in ("leaderboard", "export"):

@@ -9,9 +9,12 @@ only as `claimed_*` and never scored. This module never imports student code or 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from harness.data import providers
 from harness.evidence import Evidence
 from harness.record import Metrics
-from harness.sandbox import Limits, Mount, Sandbox, SandboxRequest
+from harness.sandbox import Limits, Mount, Sandbox, SandboxRequest, SandboxResult
 from harness.spec import LoadedAssignment
 
 EVALUATOR = Path(__file__).resolve().parent / "evaluator" / "predict.py"
@@ -160,45 +163,120 @@ def claimed_accuracy(ev: Evidence) -> float | None:
     return None
 
 
+def _request(loaded: LoadedAssignment, sandbox: Sandbox, job_dir: Path, model: str, extra_args: list[str],
+             mounts: list[Mount], timeout: float) -> SandboxRequest:
+    """The evaluator in a sandbox that holds no student code: the model file (and holdout images
+    without labels) only. `model` is the path inside; `job_dir/stage` holds predict.py."""
+    layout = sandbox.layout(job_dir)
+    ws = layout.workspace
+    shutil.copyfile(EVALUATOR, job_dir / "stage" / "predict.py")
+    python_bin = str(Path(sys.executable).parent)
+    return SandboxRequest(
+        argv=[layout.python, f"{ws}/predict.py", "--model", model.replace("{ws}", ws), "--out", layout.evidence,
+              "--runtime", loaded.spec.runtime, *[a.replace("{ws}", ws) for a in extra_args]],
+        job_dir=job_dir, stage=job_dir / "stage",
+        mounts=[Mount(m.source, m.target.replace("{ws}", ws), m.writable) for m in mounts],
+        env={"PATH": f"{python_bin}:/usr/bin:/bin", "HOME": layout.home, "LANG": "C.UTF-8",
+             "HARNESS_WORKSPACE": ws, "PYTHONDONTWRITEBYTECODE": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
+             "KERAS_HOME": f"{layout.home}/.keras"},
+        timeout=timeout, limits=Limits(memory_mb=loaded.spec.memory_mb), log=job_dir / "output.log")
+
+
+def _job_dir(tmp: str) -> Path:
+    job_dir = Path(tmp)
+    (job_dir / "stage").mkdir()
+    (job_dir / "evidence").mkdir()
+    return job_dir
+
+
+def _outputs(out: Path, want_predictions: bool) -> tuple[dict, dict[str, Any] | None, np.ndarray | None]:
+    status = _read_json(out / "status.json")
+    table = _model_table(out / "model.json") if status.get("stage") not in ("load", "describe") else None
+    raw = None
+    pred_file = out / "predictions.npy"
+    if want_predictions and status.get("ok") and pred_file.is_file():
+        try:
+            raw = np.load(pred_file, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            status = {"ok": False, "stage": "read", "message": f"predictions unreadable: {exc}"}
+    return status, table, raw
+
+
 def _run_evaluator(loaded: LoadedAssignment, model_file: Path, sandbox: Sandbox, timeout: float,
                    extra_args: list[str], holdout: providers.Holdout | None = None):
-    """Run the evaluator in a sandbox holding only the model file (and the holdout images without
-    labels). Returns (sandbox result, status, layer table, raw predictions)."""
+    """Run the evaluator on `model_file`. Returns (sandbox result, status, layer table, raw predictions)."""
     with tempfile.TemporaryDirectory(prefix="harness-eval-") as tmp:
-        job_dir = Path(tmp)
-        stage = job_dir / "stage"
-        stage.mkdir()
-        (job_dir / "evidence").mkdir()
-        shutil.copyfile(model_file, stage / "model.keras")
-        shutil.copyfile(EVALUATOR, stage / "predict.py")
-        layout = sandbox.layout(job_dir)
-        ws = layout.workspace
-        mounts = []
-        args = [layout.python, f"{ws}/predict.py", "--model", f"{ws}/model.keras", "--out", layout.evidence,
-                "--runtime", loaded.spec.runtime, *extra_args]
+        job_dir = _job_dir(tmp)
+        shutil.copyfile(model_file, job_dir / "stage" / "model.keras")
+        mounts, args = [], list(extra_args)
         if holdout is not None:
-            (stage / "ids.json").write_text(json.dumps(holdout.ids))
-            mounts.append(Mount(holdout.folder, f"{ws}/holdout"))
-            args += ["--images", f"{ws}/holdout", "--ids", f"{ws}/ids.json"]
-        python_bin = str(Path(sys.executable).parent)
-        request = SandboxRequest(
-            argv=args, job_dir=job_dir, stage=stage, mounts=mounts,
-            env={"PATH": f"{python_bin}:/usr/bin:/bin", "HOME": layout.home, "LANG": "C.UTF-8",
-                 "HARNESS_WORKSPACE": ws, "PYTHONDONTWRITEBYTECODE": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
-                 "KERAS_HOME": f"{layout.home}/.keras"},
-            timeout=timeout, limits=Limits(memory_mb=loaded.spec.memory_mb), log=job_dir / "output.log")
-        result = sandbox.run(request)
-        out = job_dir / "evidence"
-        status = _read_json(out / "status.json")
-        table = _model_table(out / "model.json") if status.get("stage") not in ("load", "describe") else None
-        raw = None
-        pred_file = out / "predictions.npy"
-        if holdout is not None and status.get("ok") and pred_file.is_file():
-            try:
-                raw = np.load(pred_file, allow_pickle=False)
-            except (ValueError, OSError) as exc:
-                status = {"ok": False, "stage": "read", "message": f"predictions unreadable: {exc}"}
+            (job_dir / "stage" / "ids.json").write_text(json.dumps(holdout.ids))
+            mounts.append(Mount(holdout.folder, "{ws}/holdout"))
+            args += ["--images", "{ws}/holdout", "--ids", "{ws}/ids.json"]
+        result = sandbox.run(_request(loaded, sandbox, job_dir, "{ws}/model.keras", args, mounts, timeout))
+        status, table, raw = _outputs(job_dir / "evidence", holdout is not None)
     return result, status, table, raw
+
+
+class ModelReader:
+    """A model-reading sandbox started before the student's run: its TensorFlow import overlaps the
+    run, and the model file is handed in afterwards through a folder the harness alone writes
+    (bound read-only inside). Quick mode's architecture check then costs little more than the run."""
+
+    def __init__(self, loaded: LoadedAssignment, sandbox: Sandbox, wait: float, timeout: float = 300):
+        """`wait`: how long the student's run may take; `timeout`: how long reading the file may take."""
+        self._timeout, self._closed = wait + timeout, False
+        self._tmp = tempfile.TemporaryDirectory(prefix="harness-read-")
+        self._job_dir = _job_dir(self._tmp.name)
+        self._inbox = self._job_dir / "inbox"
+        self._inbox.mkdir()
+        request = _request(loaded, sandbox, self._job_dir, "{ws}/inbox/model.keras",
+                           ["--describe-only", "--wait", f"{wait + 60:g}"], [Mount(self._inbox, "{ws}/inbox")],
+                           self._timeout)
+        self._result = None
+        self._thread = threading.Thread(target=self._run, args=(sandbox, request), daemon=True)
+        self._thread.start()
+
+    def _run(self, sandbox: Sandbox, request: SandboxRequest) -> None:
+        try:
+            self._result = sandbox.run(request)
+        except Exception as exc:  # reported by read()
+            self._result = exc
+
+    def read(self, model_file: Path | None) -> Evaluation:
+        """Hand `model_file` (or nothing) to the waiting sandbox and return what it read."""
+        began = time.monotonic()
+        try:
+            if model_file is not None:
+                shutil.copyfile(model_file, self._inbox / ".model.keras")
+                os.replace(self._inbox / ".model.keras", self._inbox / "model.keras")
+            (self._inbox / "ready").write_text("model" if model_file is not None else "none")
+            self._thread.join(self._timeout + 60)
+            result = self._result
+            if model_file is None:
+                return Evaluation(metrics=Metrics(),
+                                  error="no model file was saved, so the grader could not read the model")
+            if not isinstance(result, SandboxResult):
+                raise result if isinstance(result, Exception) else RuntimeError("the model reader did not finish")
+            if result.timed_out:
+                return Evaluation(metrics=Metrics(), model_file=model_file.name,
+                                  seconds=round(time.monotonic() - began, 3), error="reading the model file took too long")
+            status, table, _ = _outputs(self._job_dir / "evidence", False)
+            ok = bool(status.get("ok")) and table is not None
+            return Evaluation(metrics=Metrics(), error=None if ok else _explain_failure(status, result.output_tail),
+                              seconds=round(time.monotonic() - began, 3), loaded=bool(status) and status.get("stage") != "load",
+                              model=table if ok else None, model_file=model_file.name)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if not (self._inbox / "ready").exists():
+            (self._inbox / "ready").write_text("none")
+        self._thread.join(self._timeout + 60)
+        self._tmp.cleanup()
 
 
 def _model_table(path: Path) -> dict[str, Any] | None:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from harness import evidence
 from harness.discover import Job
-from harness.evaluate import Evaluation, claimed_accuracy, describe, evaluate
+from harness.evaluate import Evaluation, ModelReader, claimed_accuracy, describe, evaluate
 from harness.record import Metrics, write_atomic
 from harness.run import Prepared, RunOptions, prepare, run
 from harness.sandbox import Sandbox, SandboxResult
@@ -75,6 +75,19 @@ def execute(job: Job, loaded: LoadedAssignment, sandbox: Sandbox, options: RunOp
             target: Path) -> None:
     """Run the job, read its model file with trusted code, and store everything in `target`."""
     assert job.entry is not None
+    # quick mode: the reader imports TensorFlow while the student's code runs
+    wait = options.timeout or loaded.spec.quick_timeout_seconds
+    reader = ModelReader(loaded, sandbox, wait=float(wait)) if options.quick else None
+    try:
+        _execute(job, loaded, sandbox, options, data_root, target, reader)
+    finally:
+        if reader is not None:
+            reader.close()
+
+
+def _execute(job: Job, loaded: LoadedAssignment, sandbox: Sandbox, options: RunOptions, data_root: Path | None,
+             target: Path, reader: ModelReader | None) -> None:
+    assert job.entry is not None
     with tempfile.TemporaryDirectory(prefix="harness-job-") as tmp:
         prepared = prepare(job, Path(tmp))
         result = run(job, loaded, sandbox, prepared, options)
@@ -87,8 +100,8 @@ def execute(job: Job, loaded: LoadedAssignment, sandbox: Sandbox, options: RunOp
         final = _model_file(prepared.job_dir / "evidence" / "model.keras")
         start = _model_file(prepared.job_dir / "evidence" / START_MODEL)
         raw = None
-        if options.quick:
-            evaluation = describe(loaded, final or start, sandbox)
+        if reader is not None:
+            evaluation = reader.read(final or start)
         elif final is not None and not result.timed_out:
             evaluation, raw = evaluate(loaded, ev, sandbox, data_root, model_file=final)
         else:  # cut short or no final model: what was built can still be read; nothing is scored

@@ -41,7 +41,7 @@ def status_of(ctx: checks.Context, what: str | None) -> str:
     if result.memory_exceeded:
         return "memory-limit"
     if what is not None:
-        return "error"
+        return "no-model" if what.startswith("NotImplementedError") and ctx.verified_model is None else "error"
     if ctx.quick:
         return "graded" if ctx.verified_model is not None else "no-model"
     return "graded" if getattr(ctx.evaluation, "loaded", False) else "no-model"
@@ -55,7 +55,9 @@ def summary_of(status: str, checked: list[Check], what: str | None, where: str |
         "timeout": "The run hit the time limit.",
         "memory-limit": "The run hit the memory limit.",
         "error": f"The run stopped with an error{' at ' + where if where else ''}: {_sentence(what)}",
-        "no-model": f"No model the grader could load was found: {why or 'the submission never saved or trained one'}.",
+        "no-model": (f"The model is not built yet: the run stopped{' at ' + where if where else ''} on a placeholder "
+                     f"still to be replaced ({what})." if what else
+                     f"No model the grader could load was found: {why or 'the submission never saved or trained one'}."),
     }[status]
     failed = [c.id for c in checked if c.status in ("fail", "error")]
     tail = f" Not passed: {', '.join(failed)}." if failed else (" All checks passed." if checked else "")

@@ -12,6 +12,7 @@ X_train, X_test = X_train / 255.0, X_test / 255.0
 X_train = X_train.reshape((60000, 28, 28, 1))
 X_test = X_test.reshape((10000, 28, 28, 1))
 
+### BEGIN SOLUTION: build and compile the model
 model = models.Sequential([
     layers.Conv2D(32, kernel_size=(5, 5), strides=(1, 1), padding='same', activation='relu',
                   input_shape=(28, 28, 1)),
@@ -26,6 +27,7 @@ model = models.Sequential([
 model.summary()
 
 model.compile(optimizer='adam', loss='sparse_categorical_crossentropy', metrics=['accuracy'])
+### END SOLUTION
 hist = model.fit(X_train, y_train, epochs=5, verbose=2, validation_data=(X_test, y_test))
 
 score = model.evaluate(X_test, y_test, verbose=0)

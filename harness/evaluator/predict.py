@@ -118,6 +118,8 @@ def main():
     p.add_argument("--interpolation", default="bilinear")
     p.add_argument("--runtime", default="keras3")
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--wait", type=float, default=0, help="import first, then wait this long for the model "
+                                                         "file's folder to hold `ready`")
     args = p.parse_args()
 
     if args.runtime == "legacy":
@@ -127,6 +129,14 @@ def main():
         import keras
     import numpy as np
 
+    if args.wait:
+        ready = os.path.join(os.path.dirname(args.model), "ready")
+        deadline = time.monotonic() + args.wait
+        while not os.path.exists(ready) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with open(ready) if os.path.exists(ready) else open(os.devnull) as fh:
+            if fh.read().strip() != "model":
+                sys.exit(0)  # nothing to read: the harness knows why
     start = time.perf_counter()
     try:
         model = keras.models.load_model(args.model, compile=False, safe_mode=True)
