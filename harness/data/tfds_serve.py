@@ -72,8 +72,9 @@ def build(spec: DataSpec, root: Path, cache: Path, identity: str) -> Path:
                               cwd=str(Path(__file__).resolve().parent.parent.parent))
         if proc.returncode != 0:
             shutil.rmtree(tmp, ignore_errors=True)
+            last = ((proc.stderr or proc.stdout).strip().splitlines() or ["no output"])[-1]
             raise InfrastructureError(f"could not build the offline TFDS dataset {spec.tfds_name!r} from {root}: "
-                                      f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+                                      f"{last} (is tensorflow-datasets installed? `make install`)")
         if target.exists():
             shutil.rmtree(target)
         data_dir.rename(target)
