@@ -61,3 +61,13 @@ def test_a_folder_the_student_handed_in_is_left_alone(tmp_path, assignments):
     found = paths.plan(assignments["dogs-vs-cats-small"].spec.data, static.units(tmp_path / "sub.py"), "/workspace",
                        "/home/student", lambda relative: relative.startswith("cats_and_dogs_small"), True)
     assert found == []
+
+
+def test_system_places_are_never_targets(tmp_path, assignments):
+    (tmp_path / "sub.py").write_text(
+        "a = '/usr/lib/cats_and_dogs_small'\nb = '/etc/cats_and_dogs_small/train'\n"
+        "c = '/workspace/../proc/cats_and_dogs_small'\nd = '/opt/harness-probe/cats_and_dogs_small'\n"
+        "e = '/evidence/cats_and_dogs_small'\nf = '/root/../usr/cats_and_dogs_small'\ng = 'data/../../bin/train'\n")
+    found = paths.plan(assignments["dogs-vs-cats-small"].spec.data, static.units(tmp_path / "sub.py"), "/workspace",
+                       "/home/student", lambda relative: False, True)
+    assert found == []
