@@ -82,6 +82,7 @@ def _grade(argv: list[str]) -> int:
     parser.add_argument("--data-root", type=Path, default=None, help="prepared datasets (default $HARNESS_DATA_ROOT)")
     parser.add_argument("--force", action="store_true", help="grade again even if an up-to-date record exists")
     parser.add_argument("--memory", type=int, default=None, metavar="MB", help="memory limit per job (default: from the assignment)")
+    parser.add_argument("--no-html", action="store_true", help="write records and Markdown only, no HTML reports")
     _common(parser)
     args = parser.parse_args(argv)
 
@@ -115,9 +116,18 @@ def _grade(argv: list[str]) -> int:
 
     console.print(Text(f"Grading {len(jobs)} job(s) in the {chosen.name} sandbox{' (quick)' if args.quick else ''}"))
     records, internal = grade_all(jobs, assignments, chosen, options, progress)
+    html = None
+    if not args.no_html:
+        try:  # pure rendering of the records just written; a page that fails changes no grade
+            from harness.webreport import HTML_DIR, write_run
+            write_run(args.out, assignments, args.data_root)
+            html = args.out / HTML_DIR / "index.html"
+        except Exception as exc:
+            print(f"warning: the HTML reports could not be written ({type(exc).__name__}: {exc}); "
+                  f"run `harness report {args.out}` to try again", file=sys.stderr)
     try:
         console.print(console_table(records))
-        console.print(Text(f"Records in {args.out}/"))
+        console.print(Text(f"Records in {args.out}/" + (f"; HTML reports: {html}" if html else "")))
     except Exception as exc:  # the records are written; a console that cannot show them changes no grade
         print(f"warning: the results table could not be printed ({exc}); the records are in {args.out}/",
               file=sys.stderr)
@@ -156,10 +166,19 @@ def _harness(argv: list[str]) -> int:
     export.add_argument("run_dir", type=Path, help="the folder of records (grade --out)")
     export.add_argument("--to", action="append", choices=["gradescope", "junit", "github"], required=True,
                         help="repeat for several; github also appends to $GITHUB_STEP_SUMMARY when set")
+    report = sub.add_parser("report", help="HTML reports of a run folder -> RUN_DIR/html/ (instructor and student views)")
+    report.add_argument("run_dir", type=Path, help="the folder of records (grade --out)")
+    report.add_argument("--assignments", type=Path, default=None, help="folder of assignments (default ./assignments)")
+    report.add_argument("--data-root", type=Path, default=None, help="prepared datasets, for the misclassified images "
+                        "(default $HARNESS_DATA_ROOT or ~/.cache/cnn-harness/data)")
+    report.add_argument("--out", type=Path, default=None, help="where the pages go (default RUN_DIR/html)")
     from harness import publish as publishing
     publishing.add_parsers(sub)  # new, validate, publish
     args = parser.parse_args(argv)
 
+    if args.command == "report":
+        from harness import webreport
+        return webreport.command(args.run_dir, args.assignments or default_assignments(), args.data_root, args.out)
     if args.command == "data":
         return _data(args)
     if args.command in ("new", "validate", "publish"):
@@ -215,6 +234,11 @@ def _rescore(args) -> int:
     records = rescore_all(args.out, assignments, options)
     if not records:
         raise UsageError(f"{args.out}: holds no records to judge again")
+    try:  # the HTML reports follow the records they render
+        from harness.webreport import write_run
+        write_run(args.out, assignments, args.data_root)
+    except Exception as exc:
+        print(f"warning: the HTML reports could not be written ({type(exc).__name__}: {exc})", file=sys.stderr)
     Console().print(console_table(records))
     full = all(r.status == "graded" and r.score >= r.max_score for r in records)
     return EXIT_OK if full else EXIT_BELOW

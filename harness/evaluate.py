@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -23,6 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from harness.data import providers
+from harness.evaluator.predict import PIL_METHODS, TF_METHODS
 from harness.evidence import Evidence
 from harness.record import Metrics
 from harness.sandbox import Limits, Mount, Sandbox, SandboxRequest, SandboxResult
@@ -35,11 +37,13 @@ MAX_MISCLASSIFIED = 100
 @dataclass(frozen=True)
 class Preprocessing:
     scale: str  # none | x/255 | x/127.5-1
-    interpolation: str
+    interpolation: str  # pil:<method> (Keras's directory iterators) | tf:<method> (tf.image.resize)
     source: str
+    resizing: str | None = None  # how the submission resized its images, in words, when it was seen
 
     def describe(self) -> str:
-        return f"{self.scale} ({self.source})"
+        text = f"{self.scale} ({self.source})"
+        return f"{text}; images resized {self.resizing}" if self.resizing else text
 
 
 class Evaluation(BaseModel):
@@ -61,38 +65,74 @@ class Evaluation(BaseModel):
 def _scale_from_range(low: float | None, high: float | None) -> str | None:
     if low is None or high is None:
         return None
-    if high <= 1.0 + 1e-6:
-        return "x/127.5-1" if low < -1e-6 else "x/255"
+    if high <= 2.0:  # scaled pixels; lanczos / bicubic resizing overshoots [0, 1] a little
+        return "x/127.5-1" if low < -0.5 else "x/255"
     return "none"
 
 
 def infer_preprocessing(loaded: LoadedAssignment, ev: Evidence) -> Preprocessing:
-    """The preprocessing the submission used for its validation data (else its training data)."""
+    """The preprocessing the submission used for its validation data (else its training data; for a
+    custom training loop, the data it iterated over or the first batch train_on_batch got)."""
     pinned = loaded.spec.data.preprocessing
-    default_interp = "bilinear"
+    default_interp = "pil:bilinear"
     if pinned:
         return Preprocessing(pinned, default_interp, "pinned by the assignment")
+    for desc, what, passed in _data_seen(ev):
+        interp, resizing = _resizing(desc)
+        generator = desc.get("generator")
+        if isinstance(generator, dict):
+            rescale = generator.get("rescale")
+            if isinstance(rescale, (int, float)) and abs(rescale * 255 - 1) < 1e-3:
+                return Preprocessing("x/255", interp, f"ImageDataGenerator(rescale=1/255) on the {what}", resizing)
+            if not rescale:
+                return Preprocessing("none", interp, f"ImageDataGenerator without rescale on the {what}", resizing)
+            return Preprocessing("x/255", interp, f"ImageDataGenerator(rescale={rescale}) on the {what}: "
+                                                  f"not a standard scale, x/255 used", resizing)
+        scale = _scale_from_range(desc.get("min"), desc.get("max"))
+        if scale:
+            return Preprocessing(scale, interp,
+                                 f"the {what}{passed} had values in [{desc['min']:g}, {desc['max']:g}]", resizing)
+    model = ev.last_model() or {}
+    if any(isinstance(layer, dict) and layer.get("type") == "Rescaling" for layer in (model.get("layers") or [])[:3]):
+        return Preprocessing("none", default_interp, "no evidence of the submission's scaling; the model "
+                                                     "starts with a Rescaling layer: raw pixel values used")
+    return Preprocessing("x/255", default_interp, "no evidence of the submission's scaling: x/255 assumed")
+
+
+def _data_seen(ev: Evidence):
+    """(description, what it was, how it was passed) of the data the submission trained and validated
+    on, the most telling first: the last fit's validation data, its training data, earlier fits, then
+    custom training loops."""
     for fit in reversed(ev.fits):
         for role in ("validation_data", "x"):
             desc = fit.data(role)
-            if not desc:
-                continue
-            what = "validation data" if role == "validation_data" else "training data"
-            generator = desc.get("generator")
-            if isinstance(generator, dict):
-                rescale = generator.get("rescale")
-                interp = desc.get("interpolation") or "nearest"
-                if isinstance(rescale, (int, float)) and abs(rescale * 255 - 1) < 1e-3:
-                    return Preprocessing("x/255", interp, f"ImageDataGenerator(rescale=1/255) on the {what}")
-                if not rescale:
-                    return Preprocessing("none", interp, f"ImageDataGenerator without rescale on the {what}")
-                return Preprocessing("x/255", interp, f"ImageDataGenerator(rescale={rescale}) on the {what}: "
-                                                      f"not a standard scale, x/255 used")
-            scale = _scale_from_range(desc.get("min"), desc.get("max"))
-            if scale:
-                return Preprocessing(scale, default_interp,
-                                     f"the {what} passed to fit had values in [{desc['min']:g}, {desc['max']:g}]")
-    return Preprocessing("x/255", default_interp, "no evidence of the submission's scaling: x/255 assumed")
+            if desc:
+                yield desc, ("validation data" if role == "validation_data" else "training data"), " passed to fit"
+    for loop in reversed(ev.training_loops):
+        api = str(loop.get("api"))[:30]
+        if isinstance(loop.get("data"), dict):
+            yield loop["data"], f"data the {api} loop iterated over", ""
+        if isinstance(loop.get("x"), dict):
+            yield loop["x"], "first batch", f" passed to {api}"
+
+
+def _resizing(desc: dict) -> tuple[str, str | None]:
+    """How the submission's pipeline resized its images: (evaluator interpolation, in words).
+    Directory iterators (flow_from_directory) resize with PIL, `image_dataset_from_directory` with
+    tf.image.resize; each with its own default. Anything else: PIL bilinear, not described."""
+    origin = desc.get("origin") if isinstance(desc.get("origin"), dict) else {}
+    if isinstance(desc.get("generator"), dict) or origin.get("what") == "flow_from_directory":
+        method = str(desc.get("interpolation") or origin.get("interpolation") or "nearest").lower()
+        if method not in PIL_METHODS:
+            return "pil:nearest", f"with PIL, 'nearest' (the interpolation {method[:30]!r} is not one PIL has)"
+        return f"pil:{method}", f"with PIL, interpolation {method!r}, as the submission's directory iterator did"
+    if origin.get("what") == "image_dataset_from_directory":
+        method = str(origin.get("interpolation") or "bilinear").lower()
+        if method not in TF_METHODS:
+            return "tf:bilinear", f"with tf.image.resize, 'bilinear' (the interpolation {method[:30]!r} is unknown)"
+        return f"tf:{method}", (f"with tf.image.resize, method {method!r}, as the submission's "
+                                f"image_dataset_from_directory did")
+    return "pil:bilinear", None
 
 
 def _class_map(ev: Evidence, classes: list[str]) -> list[int] | None:
@@ -110,7 +150,23 @@ def _class_map(ev: Evidence, classes: list[str]) -> list[int] | None:
     return None
 
 
-def validate_predictions(raw: Any, n: int, n_classes: int) -> tuple[np.ndarray | None, str | None]:
+PROBABILITY_ACTIVATIONS = ("sigmoid", "hard_sigmoid", "softmax")
+
+
+def binary_threshold(output_activation: str | None, values: np.ndarray) -> float:
+    """Where a single output unit is decided. Read from the scored model's own config (trusted),
+    never from the loss the submission claims: a sigmoid gives a probability (0.5); any other
+    activation (linear: logits trained with from_logits=True; tanh) is decided at 0. When the
+    activation cannot be told (a Lambda or custom output layer), outputs outside [0, 1] are logits."""
+    if output_activation in PROBABILITY_ACTIVATIONS:
+        return 0.5
+    if isinstance(output_activation, str):
+        return 0.0
+    return 0.5 if values.size and float(values.min()) >= 0.0 and float(values.max()) <= 1.0 else 0.0
+
+
+def validate_predictions(raw: Any, n: int, n_classes: int,
+                         output_activation: str | None = None) -> tuple[np.ndarray | None, str | None]:
     """(predicted class indices, None) or (None, what is wrong)."""
     if not isinstance(raw, np.ndarray):
         return None, "the evaluator returned no array"
@@ -125,7 +181,7 @@ def validate_predictions(raw: Any, n: int, n_classes: int) -> tuple[np.ndarray |
     if raw.ndim == 1:
         if n_classes != 2:
             return None, f"the model has one output unit for {n_classes} classes"
-        return (raw > 0.5).astype(int), None
+        return (raw > binary_threshold(output_activation, raw)).astype(int), None
     return np.argmax(raw, axis=1).astype(int), None
 
 
@@ -208,6 +264,9 @@ def _run_evaluator(loaded: LoadedAssignment, model_file: Path, sandbox: Sandbox,
     with tempfile.TemporaryDirectory(prefix="harness-eval-") as tmp:
         job_dir = _job_dir(tmp)
         shutil.copyfile(model_file, job_dir / "stage" / "model.keras")
+        graph = model_file.parent / "model-graph.zip"  # the probe's export: used when Keras refuses the model
+        if model_file.name == "model.keras" and graph.is_file() and not graph.is_symlink():
+            shutil.copyfile(graph, job_dir / "stage" / "model-graph.zip")
         mounts, args = [], list(extra_args)
         if holdout is not None:
             (job_dir / "stage" / "ids.json").write_text(json.dumps(holdout.ids))
@@ -340,7 +399,9 @@ def evaluate(loaded: LoadedAssignment, ev: Evidence, sandbox: Sandbox, data_root
     if not status.get("ok"):
         return Evaluation(metrics=Metrics(claimed_accuracy=claimed, preprocessing=prep.describe()),
                           error=_explain_failure(status, result.output_tail), **base), None
-    predicted, problem = validate_predictions(raw, len(holdout.ids), len(holdout.classes))
+    activation = status.get("output_activation")
+    predicted, problem = validate_predictions(raw, len(holdout.ids), len(holdout.classes),
+                                              activation if isinstance(activation, str) else None)
     if problem:
         return Evaluation(metrics=Metrics(claimed_accuracy=claimed, preprocessing=prep.describe()),
                           error=f"the model's predictions were unusable: {problem}", **base), raw
@@ -351,13 +412,27 @@ def evaluate(loaded: LoadedAssignment, ev: Evidence, sandbox: Sandbox, data_root
     return Evaluation(metrics=metrics.model_copy(update={"claimed_accuracy": claimed}), **base), raw
 
 
+CUSTOM_CLASS = re.compile(r"(?:Could not locate class|Unknown layer:?|unknown class)\s*'?([A-Za-z_][\w.]*)")
+
+
 def _explain_failure(status: dict, output: str) -> str:
     message = str(status.get("message") or "").strip()
     stage = status.get("stage")
-    if stage == "load" and "Lambda" in message:
-        return ("the trusted evaluation refused to load the model: it contains a Lambda layer, which is "
-                "arbitrary Python code and is not run outside your sandbox. Use built-in layers (for example "
-                "Rescaling instead of Lambda(lambda x: x / 255)).")
+    if stage == "load" and ("Lambda" in message or CUSTOM_CLASS.search(message)):
+        custom = CUSTOM_CLASS.search(message)
+        what = (f"the layer class {custom.group(1)!r} is defined in your code" if custom and "Lambda" not in message
+                else "it contains a Lambda layer, which is arbitrary Python code")
+        if status.get("graph_error"):
+            graph = (f" The TensorFlow graph exported from your run could not be used either "
+                     f"({str(status['graph_error'])[:300]}).")
+        elif status.get("graph"):
+            graph = ""
+        else:
+            graph = " No TensorFlow graph of it could be exported from your run (see the run's output)."
+        return (f"the trusted evaluation did not load the model with Keras: {what}, and it is not run outside "
+                f"your sandbox.{graph} Use built-in layers (for example Rescaling(1/255) instead of "
+                f"Lambda(lambda x: x / 255)), or make every custom layer's call() use TensorFlow operations only "
+                f"(no NumPy, no files, no tf.py_function) so that its graph can be exported and scored")
     if stage == "load":
         return (f"the trusted evaluation could not load the saved model ({status.get('error')}: {message[:300]}). "
                 f"Custom layers defined in your code cannot be loaded without it: use built-in layers.")

@@ -83,6 +83,10 @@ class Origin(Claim):
     shuffle: Plain = None
     image_size: Plain = None
     target_size: Plain = None
+    interpolation: Plain = None
+    crop_to_aspect_ratio: Plain = None
+    pad_to_aspect_ratio: Plain = None
+    color_mode: Plain = None
     directory: Short | None = None
     generator: dict[Short, Plain] | None = None
 
@@ -197,6 +201,7 @@ class ModelBuilt(Event):
 class QuickStopEvent(Event):
     kind: Literal["quick_stop"]
     fit: Int | None = None
+    training_loop: Short | None = None
 
 
 class ExceptionEvent(Event):
@@ -240,6 +245,31 @@ class ModelSaved(Event):
     kind: Literal["model_saved"]
     file: Short | None = None
     model: ModelClaim | None = None
+    chosen: Short | None = None
+    training_loops: dict[Short, Int] | None = Field(default=None, max_length=16)
+
+
+class TrainingLoop(Event):
+    """The first training step of a kind outside fit (GradientTape: an optimizer applying gradients;
+    train_on_batch): the model it trained, and the data the loop iterated over."""
+    kind: Literal["training_loop"]
+    api: Short
+    where: Location | None = None
+    model: ModelClaim | None = None
+    x: DataClaim | None = None
+    data: DataClaim | None = None
+
+
+class ModelGraphSaved(Event):
+    kind: Literal["model_graph_saved"]
+    file: Short | None = None
+    reasons: Annotated[list[Short], Field(max_length=20)] = []
+
+
+class ModelGraphFailed(Event):
+    kind: Literal["model_graph_failed"]
+    reasons: Annotated[list[Short], Field(max_length=20)] = []
+    error: Text | None = None
 
 
 class ModelSaveFailed(Event):
@@ -267,7 +297,8 @@ class Note(Event):
 
 AnyEvent = Annotated[Union[ProbeStart, ProbeEnd, ProbeError, Runtime, Seeded, FitStart, FitEnd, ModelBuilt,
                            QuickStopEvent, ExceptionEvent, Compile, Evaluate, Save, Epoch, ModelSaved,
-                           ModelSaveFailed, StatisticsFit, Note], Field(discriminator="kind")]
+                           ModelSaveFailed, StatisticsFit, TrainingLoop, ModelGraphSaved, ModelGraphFailed,
+                           Note], Field(discriminator="kind")]
 EVENT = TypeAdapter(AnyEvent)
 
 
@@ -330,6 +361,8 @@ class Evidence:
     problems: list[str] = field(default_factory=list)
     cell_index: dict[int, int] = field(default_factory=dict)
     folder: Path | None = None
+    training_loops: list[dict[str, Any]] = field(default_factory=list)  # steps outside fit: GradientTape, train_on_batch
+    graph_file: Path | None = None  # the saved model as a TensorFlow graph (Lambda / custom layers)
 
     def file(self, name: object) -> Path | None:
         """An evidence file the probe named (signatures, file hashes), if it is a plain file here
@@ -361,6 +394,10 @@ class Evidence:
         for fit in reversed(self.fits):
             if fit.model and fit.model.get("layers") is not None:
                 return fit.model
+        for event in reversed(self.events):  # a custom training loop: the model the probe saved or saw train
+            model = event.get("model") if event.get("kind") in ("model_saved", "training_loop") else None
+            if isinstance(model, dict) and model.get("layers") is not None:
+                return model
         for compiled in reversed(self.compiles):
             model = compiled.get("model")
             if model and model.get("built"):
@@ -473,6 +510,8 @@ def read(evidence_dir: Path) -> Evidence:
             cell_index[d["run"]] = d["index"]
 
     model_file = evidence_dir / "model.keras"
+    graph_file = evidence_dir / "model-graph.zip"
+    graph_saved = any(e.get("kind") == "model_graph_saved" for e in events)
     return Evidence(
         events=events,
         driver=driver,
@@ -485,4 +524,6 @@ def read(evidence_dir: Path) -> Evidence:
         problems=problems,
         cell_index=cell_index,
         folder=evidence_dir,
+        training_loops=[e for e in events if e.get("kind") == "training_loop"],
+        graph_file=graph_file if graph_saved and graph_file.is_file() and not graph_file.is_symlink() else None,
     )

@@ -4,6 +4,8 @@ Everything the judge stage needs is stored in the job's evidence folder next to 
 a finished run can be judged again (`harness rescore`) without running student code:
 
     events.jsonl, driver.jsonl, sig-*.npy, files-*.json   the probe's claims (copied, size-limited)
+    executed.ipynb                                         the notebook with its outputs (untrusted: the report
+                                                           reads it size-limited, validated, sanitised)
     output-tail.log                                        the end of what the run printed
     code/                                                  the submission's code, for the static reading
     run.json                                               what the sandbox measured (written here)
@@ -28,7 +30,7 @@ from harness.run import Prepared, RunOptions, prepare, run
 from harness.sandbox import Sandbox, SandboxResult
 from harness.spec import LoadedAssignment
 
-KEPT_EVIDENCE = ("events.jsonl", "driver.jsonl", "sig-*.npy", "files-*.json")
+KEPT_EVIDENCE = ("events.jsonl", "driver.jsonl", "sig-*.npy", "files-*.json", "executed.ipynb")
 MAX_KEPT_BYTES = 64 * 2**20  # per file; evidence.MAX_FILE_BYTES reads no more
 MAX_CODE_BYTES = 20 * 2**20
 CODE_SUFFIXES = (".py", ".ipynb")

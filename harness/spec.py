@@ -63,6 +63,17 @@ class AccuracyRules(Frozen):
         return self
 
 
+class ReportRules(Frozen):
+    """What the student's view of the HTML report (`harness report`) may show; the instructor's
+    view shows everything. By default a student sees no private holdout result: not the private
+    accuracy, per-class accuracy or confusion matrix, not the checks listed in `private_checks`
+    (their result is a private score), not the misclassified private holdout images."""
+
+    show_private_scores: bool = False
+    show_private_images: bool = False
+    private_checks: list[str] = ["holdout-accuracy"]
+
+
 class Assignment(Frozen):
     schema_version: Literal[1]
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
@@ -79,6 +90,7 @@ class Assignment(Frozen):
     points: Points = Points()
     architecture: ArchitectureRules = ArchitectureRules()
     accuracy: AccuracyRules
+    report: ReportRules = ReportRules()
 
     def entry_names(self) -> list[str]:
         return [f"{self.id}.ipynb", f"{self.id}.py", *self.accepted_names]

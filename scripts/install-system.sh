@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the harness needs. Run by `make install`; safe to run again.
 set -euo pipefail
-PACKAGES=(bubblewrap dataset-fashion-mnist)
+PACKAGES=(bubblewrap dataset-fashion-mnist chromium)  # chromium: the HTML report tests
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

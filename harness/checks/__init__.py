@@ -81,4 +81,5 @@ def run_all(ctx: Context) -> tuple[list[Check], list[Finding]]:
 from harness.checks import builtin as _builtin  # noqa: E402,F401  (registers the built-in checks)
 from harness.checks import leaks as _leaks  # noqa: E402,F401
 from harness.checks import curves as _curves  # noqa: E402,F401
+from harness.checks import training_loops as _training_loops  # noqa: E402,F401
 from harness.checks import habits as _habits  # noqa: E402,F401

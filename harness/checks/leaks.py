@@ -92,7 +92,7 @@ def augmented_validation(ctx: Context) -> list[Finding]:
             if (where, message) not in seen:
                 seen.add((where, message))
                 found.append(Finding(rule="augmented-validation", severity="error", message=message, where=where))
-    if not ctx.evidence.fits and ctx.entry:  # the run stopped before any fit: only the code can tell
+    if not ctx.evidence.fits and not ctx.evidence.training_loops and ctx.entry:  # stopped before training: only the code can tell
         for hit in static.augmented_evaluation_generators(static.units(ctx.entry)):
             found.append(Finding(
                 rule="augmented-validation", severity="warning", where=hit.where,
@@ -294,7 +294,7 @@ def evidence_missing(ctx: Context) -> list[Finding]:
         found.append(Finding(rule="evidence-missing", severity="error",
                              message="The grader's recorder did not run inside this submission (it was removed or "
                                      "disabled), so nothing it did can be certified."))
-    elif ended_normally and not ev.fits and not ctx.quick:
+    elif ended_normally and not ev.fits and not ev.training_loops and not ctx.quick:
         found.append(Finding(rule="evidence-missing", severity="error",
                              message="The run finished but the grader saw no call to fit: either the model was "
                                      "never trained or the training was hidden from the grader."))
@@ -339,8 +339,8 @@ def no_leaks(ctx: Context) -> Outcome:
         rules = sorted({f.rule for f in blocking})
         return Outcome(Check(id="no-leaks", status="fail", points=0, max_points=max_points,
                              message=f"Leaks or missing evidence found: {', '.join(rules)} (see findings)."), findings)
-    if not ctx.evidence.fits:
-        # no fit was reached: nothing was observed, so there is no verdict and no points (the judge counts a
+    if not ctx.evidence.fits and not ctx.evidence.training_loops:
+        # no fit (nor custom training step) was reached: nothing was observed, so there is no verdict and no points (the judge counts a
         # skip that keeps its max_points as 0 of them)
         return Outcome(Check(id="no-leaks", status="skip", points=0, max_points=max_points,
                              message="No leak verdict: the run stopped before its first fit, so the grader observed "

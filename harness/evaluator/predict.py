@@ -9,7 +9,23 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
+import zipfile
+
+GRAPH_FILE = "model-graph.zip"  # beside the model: the probe's export of it as a TensorFlow graph
+MAX_GRAPH_BYTES = 4 * 2**30
+# Keras's directory iterators (ImageDataGenerator.flow_from_directory, load_img) resize with PIL;
+# image_dataset_from_directory and tf.data pipelines with tf.image.resize.
+PIL_METHODS = ("nearest", "bilinear", "bicubic", "hamming", "box", "lanczos")
+TF_METHODS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian", "mitchellcubic")
+# Graph ops that read or write files or call back into Python: never run on the grader's side.
+DENIED_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc", "ReadFile", "WriteFile", "MatchingFiles",
+              "ImmutableConst", "LoadAndRemapMatrix", "Save", "SaveV2", "SaveSlices", "MergeV2Checkpoints",
+              "Restore", "RestoreV2", "RestoreSlice", "DeleteFile"}
+DENIED_OP_PARTS = ("File", "Reader", "Summary", "Dataset", "PyFunc", "Socket")
+PASS_THROUGH = {"Dropout", "Flatten", "Reshape", "Identity", "ActivityRegularization", "SpatialDropout1D",
+                "SpatialDropout2D", "GaussianDropout", "GaussianNoise", "AlphaDropout"}
 
 
 def status(out, **data):
@@ -91,10 +107,50 @@ def describe(model):
             "trainable_params": _size(model.trainable_weights), "input_shape": shape}
 
 
+def resize_method(interpolation):
+    """('pil' | 'tf', method) from 'pil:nearest', 'tf:area' or a bare name (PIL's when PIL has it)."""
+    library, sep, method = str(interpolation).partition(":")
+    if not sep:
+        library, method = "", library
+    method = method.lower()
+    if not library:
+        library = "pil" if method in PIL_METHODS else "tf"
+    if (library, method) not in [("pil", m) for m in PIL_METHODS] + [("tf", m) for m in TF_METHODS]:
+        raise ValueError("unknown interpolation %r" % interpolation)
+    return library, method
+
+
 def load_images(folder, ids, size, channels, interpolation):
+    """The holdout images at the model's input size, resized the way the submission's own
+    pipeline resized its images (PIL or tf.image.resize, with its interpolation)."""
+    library, method = resize_method(interpolation)
+    if library == "tf":
+        return load_images_tf(folder, ids, size, channels, method)
+    return load_images_pil(folder, ids, size, channels, method)
+
+
+def load_images_tf(folder, ids, size, channels, method):
+    """As keras's image_dataset_from_directory: decode_image, then tf.image.resize (always)."""
+    import numpy as np
+    import tensorflow as tf
+    paths = [os.path.join(folder, ident) for ident in ids]
+    if not paths:
+        return np.empty((0, size[0], size[1], channels), dtype=np.float32)
+
+    def load(path):
+        img = tf.image.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+        return tf.cast(tf.image.resize(img, size, method=method), tf.float32)
+
+    dataset = tf.data.Dataset.from_tensor_slices(paths).map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(256)
+    return np.concatenate([batch.numpy() for batch in dataset]).astype(np.float32)
+
+
+def load_images_pil(folder, ids, size, channels, method):
+    """As keras's load_img (directory iterators): PIL convert, then resize when the size differs."""
     import numpy as np
     from PIL import Image
-    resample = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}[interpolation]
+    resample = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
+                "hamming": Image.HAMMING, "box": Image.BOX, "lanczos": Image.LANCZOS}[method]
     mode = "L" if channels == 1 else "RGB"
     batch = np.empty((len(ids), size[0], size[1], channels), dtype=np.float32)
     for i, ident in enumerate(ids):
@@ -105,6 +161,319 @@ def load_images(folder, ids, size, channels, interpolation):
             arr = np.asarray(img, dtype=np.float32)
         batch[i] = arr.reshape(size[0], size[1], channels)
     return batch
+
+
+class LoadFailed(Exception):
+    """The model could not be loaded safely, nor its exported graph used."""
+
+    def __init__(self, error, message, graph_error=None):
+        super().__init__(message)
+        self.error, self.message, self.graph_error = error, message, graph_error
+
+
+class KerasModel:
+    how = "keras"
+
+    def __init__(self, model):
+        self.model = model
+        self.input_shape = [None if d is None else int(d) for d in model.inputs[0].shape]
+
+    def predict(self, x, batch_size):
+        return self.model.predict(x, batch_size=batch_size, verbose=0)
+
+
+class GraphModel:
+    """A SavedModel's serving signature, run with TensorFlow graph ops only: no Keras
+    deserialisation, none of the submission's Python (a Lambda was traced in the student's sandbox)."""
+    how = "graph"
+
+    def __init__(self, folder):
+        import tensorflow as tf
+        loaded = tf.saved_model.load(folder)
+        signature = loaded.signatures.get("serving_default")
+        if signature is None:
+            raise ValueError("the exported graph has no serving signature")
+        ops = graph_ops(signature)
+        denied = sorted(op for op in ops if op in DENIED_OPS or any(part in op for part in DENIED_OP_PARTS))
+        if denied:
+            raise ValueError("the exported graph uses operations that touch files or run Python: "
+                             + ", ".join(denied[:10]))
+        _, inputs = signature.structured_input_signature
+        if len(inputs) != 1 or len(signature.structured_outputs) != 1:
+            raise ValueError("the exported graph has %d inputs and %d outputs; one image input and one "
+                             "output are expected" % (len(inputs), len(signature.structured_outputs)))
+        (self._input, spec), = inputs.items()
+        self._output = next(iter(signature.structured_outputs))
+        self._dtype = spec.dtype
+        self._signature, self._keep = signature, loaded
+        self.input_shape = [None if d is None else int(d) for d in spec.shape]
+
+    def predict(self, x, batch_size):
+        import numpy as np
+        import tensorflow as tf
+        out = [self._signature(**{self._input: tf.constant(x[i:i + batch_size], dtype=self._dtype)})[self._output]
+               .numpy() for i in range(0, len(x), batch_size)]
+        return np.concatenate(out) if out else np.empty((0,), dtype=np.float32)
+
+
+def graph_ops(signature):
+    """Every op type in a concrete function's graph and in the functions it calls."""
+    graph = signature.graph
+    ops = {op.type for op in graph.get_operations()}
+    for function in graph.as_graph_def().library.function:
+        ops.update(node.op for node in function.node_def)
+    return ops
+
+
+def extract_graph(archive, target):
+    with zipfile.ZipFile(archive) as zf:
+        infos = zf.infolist()
+        if sum(i.file_size for i in infos) > MAX_GRAPH_BYTES:
+            raise ValueError("the exported graph is larger than %d bytes" % MAX_GRAPH_BYTES)
+        for info in infos:
+            name = os.path.normpath(info.filename)
+            if os.path.isabs(name) or name.startswith(".."):
+                raise ValueError("the exported graph has a file outside its folder: %r" % info.filename)
+        zf.extractall(target)
+    return target
+
+
+HIDDEN_CONSTANT_ELEMENTS = 4096  # a graph constant this large could hold weights the archive does not declare
+
+
+def _archive_arrays(path):
+    """(shape, digest) of every model weight in a .keras archive (the optimizer's state left out)."""
+    import hashlib
+    import io
+    import h5py
+    import numpy as np
+    found = []
+    with zipfile.ZipFile(path) as zf, h5py.File(io.BytesIO(zf.read("model.weights.h5")), "r") as weights:
+        def add(name, obj):
+            if isinstance(obj, h5py.Dataset) and not name.startswith("optimizer"):
+                value = np.ascontiguousarray(obj[()], dtype=np.float32)
+                found.append((tuple(value.shape), hashlib.sha256(value.tobytes()).hexdigest()))
+        weights.visititems(add)
+    return sorted(found)
+
+
+def _constant_elements(signature):
+    """The largest constant tensor in the graph and the functions it calls (elements)."""
+    graph_def = signature.graph.as_graph_def()
+    nodes = list(graph_def.node)
+    for function in graph_def.library.function:
+        nodes += list(function.node_def)
+    largest = 0
+    for node in nodes:
+        if node.op == "Const" and "value" in node.attr:
+            size = 1
+            for dim in node.attr["value"].tensor.tensor_shape.dim:
+                size *= max(int(dim.size), 0)
+            largest = max(largest, size)
+    return largest
+
+
+def graph_matches_archive(signature, archive):
+    """Why the exported graph is not the saved model, or None. The layer table of a graph-scored
+    model is read from the archive, so the graph must compute with exactly the archive's weights:
+    the variables it captures hold the same arrays, and no large constant hides other weights."""
+    import hashlib
+    import numpy as np
+    try:
+        declared = _archive_arrays(archive)
+    except Exception as exc:
+        return "the saved model's weights cannot be read (%s)" % type(exc).__name__
+    used = sorted((tuple(int(d) for d in v.shape),
+                   hashlib.sha256(np.ascontiguousarray(v.numpy(), dtype=np.float32).tobytes()).hexdigest())
+                  for v in signature.variables)
+    if used != declared:
+        return ("the exported graph computes with %d weight arrays that are not the %d the saved model holds"
+                % (len(used), len(declared)))
+    largest = _constant_elements(signature)
+    if largest > HIDDEN_CONSTANT_ELEMENTS:
+        return "the exported graph holds a constant of %d values that the saved model does not declare" % largest
+    return None
+
+
+def load_model_or_graph(keras, path):
+    """The model loaded by Keras with safe_mode=True; when Keras refuses it (a Lambda layer, a layer
+    class defined in the submission), the graph the probe exported beside it (`model-graph.zip`)."""
+    try:
+        return KerasModel(keras.models.load_model(path, compile=False, safe_mode=True))
+    except Exception as exc:
+        error, message = type(exc).__name__, str(exc)[:2000]
+    graph = os.path.join(os.path.dirname(path), GRAPH_FILE)
+    if not os.path.isfile(graph):
+        raise LoadFailed(error, message)
+    try:
+        model = GraphModel(extract_graph(graph, tempfile.mkdtemp(prefix="graph-")))
+        mismatch = graph_matches_archive(model._signature, path)
+        if mismatch:
+            raise ValueError(mismatch)
+        return model
+    except Exception as exc:
+        raise LoadFailed(error, message, "%s: %s" % (type(exc).__name__, str(exc)[:1000]))
+
+
+def archive_config(path):
+    """The model's config.json from a .keras archive, read as plain JSON (nothing is executed)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return json.loads(zf.read("config.json"))
+    except Exception:
+        return None
+
+
+def _activation_name(value):
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):  # Keras 3 serialises some activations as {"class_name": "function", "config": name}
+        config = value.get("config")
+        if value.get("module") in ("keras.activations", "keras.src.activations.activations") and isinstance(config, str):
+            return config
+    return None
+
+
+def output_activation(config):
+    """The activation of the model's output layer, from its saved config: 'sigmoid', 'softmax',
+    'linear', ... or None when it cannot be told (a Lambda or custom layer, several outputs)."""
+    if not isinstance(config, dict):
+        return None
+    kind, inner = config.get("class_name"), config.get("config")
+    if not isinstance(inner, dict):
+        return None
+    if kind in ("Activation",) or "activation" in inner and kind not in ("Sequential", "Functional", "Model"):
+        return _activation_name(inner.get("activation"))
+    if kind == "Softmax":
+        return "softmax"
+    if kind == "ReLU":
+        return "relu"
+    layers = inner.get("layers")
+    if not isinstance(layers, list) or not layers:
+        return None
+    if kind == "Sequential":
+        for layer in reversed(layers):
+            if isinstance(layer, dict) and layer.get("class_name") not in PASS_THROUGH | {"InputLayer"}:
+                return output_activation(layer)
+        return None
+    outputs = inner.get("output_layers")
+    if isinstance(outputs, list) and outputs and isinstance(outputs[0], str):
+        outputs = [outputs]  # Keras 3 writes a single output as ["name", 0, 0]
+    if not isinstance(outputs, list) or len(outputs) != 1 or not isinstance(outputs[0], list) or not outputs[0]:
+        return None
+    name = outputs[0][0]
+    for layer in layers:
+        if isinstance(layer, dict) and (layer.get("name") == name or (layer.get("config") or {}).get("name") == name):
+            return output_activation(layer)
+    return None
+
+
+def _snake(name):
+    """keras.src.utils.naming.to_snake_case: how a .keras weights file names a layer's group."""
+    import re
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _weight_counts(path):
+    """Sizes of the variables of each top-level layer group of a .keras archive's weights file, in
+    the order they are stored ({group: [size, ...]})."""
+    import io
+    import h5py
+    counts = {}
+    with zipfile.ZipFile(path) as zf, h5py.File(io.BytesIO(zf.read("model.weights.h5")), "r") as weights:
+        group = weights.get("layers")
+        if group is None:
+            return counts
+        for name in group:
+            sizes = []
+
+            def add(_, obj):
+                if isinstance(obj, h5py.Dataset):
+                    size = 1
+                    for d in obj.shape:
+                        size *= int(d)
+                    sizes.append(size)
+            group[name].visititems(add)
+            counts[name] = sizes
+    return counts
+
+
+def _weights_readable(path):
+    try:
+        _weight_counts(path)
+        return True
+    except Exception:
+        return False
+
+
+def _model_weight_total(path):
+    """Every variable the weights file holds for the model (the optimizer's state left out)."""
+    import io
+    import h5py
+    total = [0]
+    try:
+        with zipfile.ZipFile(path) as zf, h5py.File(io.BytesIO(zf.read("model.weights.h5")), "r") as weights:
+            def add(name, obj):
+                if isinstance(obj, h5py.Dataset) and not name.startswith("optimizer"):
+                    size = 1
+                    for d in obj.shape:
+                        size *= int(d)
+                    total[0] += size
+            weights.visititems(add)
+    except Exception:
+        return None
+    return total[0]
+
+
+def describe_archive(path, config):
+    """The layer table of a model Keras would not load safely, read without running it: layer
+    types, names and settings from its config.json, parameters from its weights file. Output
+    shapes cannot be known this way (None)."""
+    inner = config.get("config") if isinstance(config, dict) else None
+    layers = inner.get("layers") if isinstance(inner, dict) else None
+    try:
+        counts = _weight_counts(path)
+    except Exception:
+        counts = None
+    if not isinstance(layers, list):  # a subclassed model: its layers are its own Python; the total is known
+        total = _model_weight_total(path)
+        return {"class": str(config.get("class_name") if isinstance(config, dict) else None), "layers": [],
+                "total_params": total, "trainable_params": None, "input_shape": None}
+    seen, table, trainable = {}, [], 0
+    for layer in layers:
+        if not isinstance(layer, dict):
+            continue
+        kind = str(layer.get("class_name"))
+        conf = layer.get("config") if isinstance(layer.get("config"), dict) else {}
+        if kind == "InputLayer":
+            continue
+        group = _snake(kind)
+        index = seen.get(group, 0)
+        seen[group] = index + 1
+        key = group if index == 0 else "%s_%d" % (group, index)
+        sizes = counts.get(key, []) if counts is not None else []
+        if conf.get("trainable", True) is not False:  # BatchNormalization's moving mean and variance are not
+            trainable += sum(sizes[:-2]) if kind == "BatchNormalization" else sum(sizes)
+        settings = {}
+        for k in CONFIG_KEYS:
+            value = _activation_name(conf.get(k)) if k == "activation" else _plain(conf.get(k))
+            if value is not None:
+                settings[k] = value
+        table.append({"name": str(conf.get("name", layer.get("name", ""))), "type": kind, "output_shape": None,
+                      "params": sum(sizes) if counts is not None else None,
+                      "trainable": bool(conf.get("trainable", True)), "config": settings})
+    shape = None
+    for layer in layers:
+        conf = layer.get("config") if isinstance(layer, dict) and isinstance(layer.get("config"), dict) else {}
+        candidate = conf.get("batch_shape") or conf.get("batch_input_shape")
+        if isinstance(candidate, list):
+            shape = [d if isinstance(d, int) else None for d in candidate]
+            break
+    return {"class": str(config.get("class_name")), "layers": table,
+            "total_params": sum(sum(v) for v in counts.values()) if counts is not None else None,
+            "trainable_params": trainable if counts is not None else None, "input_shape": shape}
 
 
 def main():
@@ -138,14 +507,20 @@ def main():
             if fh.read().strip() != "model":
                 sys.exit(0)  # nothing to read: the harness knows why
     start = time.perf_counter()
+    graph = os.path.isfile(os.path.join(os.path.dirname(args.model), GRAPH_FILE))
     try:
-        model = keras.models.load_model(args.model, compile=False, safe_mode=True)
-    except Exception as exc:
-        status(args.out, ok=False, stage="load", error=type(exc).__name__, message=str(exc)[:2000])
+        model = load_model_or_graph(keras, args.model)
+    except LoadFailed as exc:
+        model, failure = None, exc
+    config = archive_config(args.model)
+    if model is None and not (args.describe_only and config and _weights_readable(args.model)):
+        status(args.out, ok=False, stage="load", error=failure.error, message=failure.message,
+               graph_error=failure.graph_error, graph=graph)
         sys.exit(3)
     loaded = time.perf_counter()
-    try:
-        table = describe(model)
+    try:  # a model Keras refused (Lambda, custom classes) is described from its saved config, as JSON
+        table = describe(model.model) if model is not None and model.how == "keras" else \
+            describe_archive(args.model, config)
     except Exception as exc:
         status(args.out, ok=False, stage="describe", error=type(exc).__name__, message=str(exc)[:2000])
         sys.exit(3)
@@ -159,9 +534,9 @@ def main():
             sys.exit(3)
 
     if args.describe_only:
-        report(ok=True, n=0, load_seconds=round(loaded - start, 3))
+        report(ok=True, n=0, load_seconds=round(loaded - start, 3), read_with=model.how if model else "config")
         return
-    shape = [d for d in model.inputs[0].shape]
+    shape = model.input_shape
     try:
         with open(args.ids) as fh:
             ids = json.load(fh)
@@ -183,7 +558,7 @@ def main():
         x = x / 127.5 - 1.0
     prepared = time.perf_counter()
     try:
-        predictions = model.predict(x, batch_size=args.batch_size, verbose=0)
+        predictions = model.predict(x, batch_size=args.batch_size)
     except Exception as exc:
         report(ok=False, stage="predict", error=type(exc).__name__, message=str(exc)[:2000])
     done = time.perf_counter()
@@ -193,7 +568,8 @@ def main():
     np.save(os.path.join(args.out, "predictions.npy"), np.asarray(predictions))
     report(ok=True, n=len(x), load_seconds=round(loaded - start, 3),
            prepare_seconds=round(prepared - loaded, 3), predict_seconds=round(done - prepared, 3),
-           input_shape=[None if d is None else int(d) for d in shape])
+           input_shape=[None if d is None else int(d) for d in shape], scored_with=model.how,
+           output_activation=output_activation(config))
 
 if __name__ == "__main__":
     main()

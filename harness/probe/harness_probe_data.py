@@ -147,7 +147,8 @@ def _wrap_creation(original, what):
         result = original(*args, **kwargs)
         try:
             info = {"what": what, "where": core._where()}
-            for key in ("subset", "seed", "validation_split", "shuffle", "image_size", "target_size"):
+            for key in ("subset", "seed", "validation_split", "shuffle", "image_size", "target_size",
+                        "interpolation", "crop_to_aspect_ratio", "pad_to_aspect_ratio", "color_mode"):
                 if key in kwargs and core._plain(kwargs[key]) is not None:
                     info[key] = core._plain(kwargs[key])
             directory = args[0] if args else kwargs.get("directory")
@@ -245,6 +246,7 @@ def _patch_generator_class(module):
     cls = module.ImageDataGenerator
     for name in ("flow", "flow_from_directory", "flow_from_dataframe"):
         core._patch(cls, name, _wrap_method_creation, name)
+    core._patch(module.Iterator, "__next__", core._wrap_data_iter)  # custom loops: next(generator)
     core._patch(cls, "fit", _wrap_fitted_on, "ImageDataGenerator.fit")
 
 
@@ -260,6 +262,7 @@ def _patch_normalization(module):
 
 def _patch_dataset_ops(module):
     core._patch(module.DatasetV2, "map", _wrap_map)
+    core._patch(module.DatasetV2, "__iter__", core._wrap_data_iter)  # custom loops: for x, y in dataset
 
 
 def _patch_random_ops(module):

@@ -17,6 +17,19 @@ from nbclient.exceptions import CellExecutionError, DeadKernelError
 
 FINISH = "import harness_probe as _hp\n_hp.finish()"
 ATTACH = "import harness_probe as _hp; _hp.attach_ipython(); _hp.attach_habits()"
+EXECUTED = "executed.ipynb"
+
+
+def keep_executed(nb):
+    """The notebook with its outputs so far, for the report (`executed.ipynb`; written after each
+    cell, so a run cut short still leaves what it did). Never stops the run."""
+    path = os.path.join(os.environ["HARNESS_EVIDENCE"], EXECUTED)
+    try:
+        with open(path + ".tmp", "w", encoding="utf-8") as out:
+            nbformat.write(nb, out)
+        os.replace(path + ".tmp", path)
+    except Exception:
+        pass
 
 
 def emit(kind, **data):
@@ -68,6 +81,8 @@ async def run(path):
             except DeadKernelError as exc:
                 emit("kernel_died", index=index, message=str(exc)[:500])
                 return 1
+            finally:
+                keep_executed(nb)
         nb.cells.append(nbformat.v4.new_code_cell(FINISH))
         try:
             await client.async_execute_cell(nb.cells[-1], len(nb.cells) - 1)

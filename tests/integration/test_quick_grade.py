@@ -88,3 +88,12 @@ def test_unchanged_submissions_are_not_run_twice(root, grade, student):
     assert third[("repeat", "mnist-cnn")]["submission"]["files"] != first[("repeat", "mnist-cnn")]["submission"]["files"]
     _, forced = grade("--quick", "--force", str(folder))
     assert forced[("repeat", "mnist-cnn")]["run"] != third[("repeat", "mnist-cnn")]["run"]
+
+
+def test_grade_writes_the_html_reports_at_its_end(root, grade, tmp_path):
+    code, records = grade("--quick", "--html", str(root / "submissions" / "bob"))
+    html = tmp_path / "reports" / "html"
+    index = (html / "index.html").read_text()
+    assert "bob" in index and "cats-vs-dogs" in index and "mnist-cnn" in index
+    page = (html / "student" / "bob" / "cats-vs-dogs.html").read_text()
+    assert "13,107,712" in page and "Content-Security-Policy" in page

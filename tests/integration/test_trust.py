@@ -101,3 +101,13 @@ def test_rescore_changes_nothing_then_applies_a_new_threshold_without_a_sandbox(
     assert accuracy.status == "pass" and accuracy.points == accuracy.max_points
     assert after.metrics.holdout_accuracy == before["metrics"]["holdout_accuracy"]
     assert started == []
+
+
+def test_a_swapped_graph_is_not_scored_for_the_archive(student, grade, data_root):
+    folder = student("swapper", {"ox.py": TRUST / "swaps_exported_graph.py"})
+    code, records = grade("--data-root", str(data_root), str(folder))
+    rec = records[("swapper", "ox")]
+    accuracy = check(rec, "holdout-accuracy")
+    assert rec["metrics"]["holdout_accuracy"] is None and accuracy["points"] == 0, rec["metrics"]
+    assert "not the" in accuracy["message"] and "saved model" in accuracy["message"], accuracy["message"]
+    assert rec["status"] == "no-model"

@@ -49,14 +49,18 @@ def test_faked_scores_are_ignored_and_real_accuracy_is_chance(student, grade, da
     assert not list((tmp_path / "submissions" / "liar").glob("predictions.npy")), "the sandbox wrote into the submission"
 
 
-def test_lambda_model_is_not_run_outside_the_sandbox(student, grade, data_root):
+def test_lambda_model_is_not_run_outside_the_sandbox(student, grade, data_root, tmp_path):
+    # Keras refuses the Lambda (safe_mode=True); the model is scored from the graph the probe exported
+    # in the student's sandbox, which holds the Lambda's TensorFlow ops but not its Python.
     token = uuid.uuid4().hex
     folder = student("lambda", {"fashion-mnist-cnn.py": EVAL / "lambda_writes_file.py", "token.txt": token})
     code, records = grade("--data-root", str(data_root), str(folder))
     rec = records[("lambda", "fashion-mnist-cnn")]
-    accuracy = check(rec, "holdout-accuracy")
-    assert accuracy["status"] == "fail" and "Lambda layer" in accuracy["message"], accuracy
-    assert rec["metrics"]["holdout_accuracy"] is None
+    assert rec["status"] == "graded", rec["summary"]
+    assert rec["metrics"]["holdout_accuracy"] is not None, check(rec, "holdout-accuracy")["message"]
+    assert rec["metrics"]["holdout_size"] > 0
+    events = (tmp_path / "reports" / "lambda" / "fashion-mnist-cnn.evidence" / "events.jsonl").read_text()
+    assert '"model_graph_saved"' in events
     for place in (Path("/tmp"), Path.home(), folder):
         assert not (place / f"pwned-{token}").exists(), f"the Lambda wrote into {place}"
 
@@ -112,7 +116,9 @@ def test_folder_dataset_reference_is_evaluated_on_its_holdout_images(aid, classe
     assert rec["run"]["runtime"] == runtime
     metrics = rec["metrics"]
     assert metrics["holdout_size"] == 6 and metrics["public_size"] == 6  # 12 test images, split per class
-    assert metrics["preprocessing"] == "x/255 (ImageDataGenerator(rescale=1/255) on the validation data)"
+    assert metrics["preprocessing"] == ("x/255 (ImageDataGenerator(rescale=1/255) on the validation data); images "
+                                        "resized with PIL, interpolation 'nearest', as the submission's directory "
+                                        "iterator did")
     assert sum(map(sum, metrics["confusion_matrix"])) == 6
     assert set(metrics["per_class_accuracy"]) == classes
     assert all(m.startswith("h") for m in metrics["misclassified"])

@@ -1,0 +1,764 @@
+"""HTML reports of a run folder (`harness report RUN_DIR`): a pure rendering of the records and of
+what the run stage stored next to them. Nothing here runs student code or starts a sandbox.
+
+    RUN_DIR/html/index.html                                   every student and assignment, both views
+    RUN_DIR/html/instructor/<student>/<assignment>.html       everything, with the misclassified images
+    RUN_DIR/html/instructor/<student>/<assignment>.submission.html   the executed notebook (nbconvert) or
+                                                              the module with the end of its output
+    RUN_DIR/html/student/<student>/<assignment>.html          what the student may see (`[report]` rules)
+
+Every page is one self-contained file (images are data: URIs, styles inline) whose
+Content-Security-Policy forbids every script and every request (`default-src 'none'`), and all
+text from a record or a notebook is escaped (Jinja2 autoescape). The executed notebook is
+student-controlled: it is read size-limited, validated with nbformat, reduced to plain outputs
+and rendered by nbconvert with HTML sanitising on.
+
+`write_run` is what `grade` calls at its end (and `harness report` on its own).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import difflib
+import io
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote
+
+import numpy as np
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+from harness import record as record_io
+from harness.record import Finding, Layer, Record, write_atomic
+from harness.reports import MARK, STATUS_WORDS
+from harness.spec import ExpectedLayer, ExpectedModel, LoadedAssignment, ReportRules
+from harness.text import number, shape
+
+TEMPLATES = Path(__file__).parent / "templates"
+HTML_DIR = "html"
+CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'")
+MAX_NOTEBOOK_BYTES = 20 * 2**20
+MAX_CODE_BYTES = 5 * 2**20
+MAX_LOG_BYTES = 2 * 2**20
+MAX_PREDICTIONS_BYTES = 256 * 2**20
+MAX_THUMBNAILS = 48
+MAX_EPOCHS_PLOTTED = 5000
+EXCERPT_CONTEXT = 3
+PRIVATE_RULES = {"accuracy-review"}  # findings whose message holds the private accuracy
+View = Literal["instructor", "student"]
+
+RULE_HELP: dict[str, tuple[str, str]] = {  # rule: (why it matters, how to fix)
+    "augmented-validation": ("Random augmentation on validation or test data makes the score noisy and lower "
+                             "than the model's real accuracy, and the model is chosen on distorted images.",
+                             "Augment the training data only: a separate generator or pipeline without random "
+                             "operations for validation, or augmentation layers inside the model."),
+    "test-in-training": ("A model that trained on test images is scored on images it has seen: the test "
+                         "accuracy says nothing about new data.",
+                         "Train on the training split only; keep the test images for the final evaluation."),
+    "test-for-selection": ("When the test set chooses the model (early stopping, checkpoints, learning-rate "
+                           "schedules), the test score is biased upwards.",
+                           "Validate on a validation split carved from the training data."),
+    "split-overlap": ("Identical images in training and validation make validation accuracy look better than "
+                      "it is.", "Split once, without overlap (one generator with validation_split and the same "
+                                "seed for both subsets)."),
+    "test-statistics": ("Normalisation fitted on test data lets test information into training.",
+                        "Fit normalisation (adapt, fit, mean/std) on the training data only."),
+    "label-mismatch": ("The output layer or the loss cannot fit the classes: training is wrong or fails.",
+                       "One output unit per class with softmax and a categorical loss, or one sigmoid unit "
+                       "with binary cross-entropy for two classes."),
+    "ignored-argument": ("An argument the library silently ignores means the model trained with other "
+                         "settings than the code says.", "Use the current argument name (learning_rate=)."),
+    "overfitting": ("Validation loss rising while training loss falls: the model memorises the training data.",
+                    "Fewer epochs, early stopping on validation data, dropout or augmentation."),
+    "divergence": ("The loss grew or became NaN: the model did not learn.",
+                   "A lower learning rate, scaled inputs, a loss that fits the labels."),
+    "validation-above-training": ("Validation far above training accuracy usually means the validation data "
+                                  "is easier or leaked.", "Check what the validation data is."),
+    "not-converged": ("The curves were still improving at the last epoch.", "Train for more epochs."),
+    "evidence-missing": ("The grader could not see the training it needs to check.",
+                         "Train with model.fit in the submitted code and do not tamper with the harness."),
+    "evidence-mismatch": ("What the run reported disagrees with the model file the grader read.",
+                          "Save and submit the model you trained."),
+    "accuracy-review": ("A score far above the reference's is reviewed by an instructor.", "Nothing to do."),
+}
+
+_WHERE_CELL = re.compile(r"^cell (\d+)(?:, line (\d+))?$")
+_WHERE_FILE = re.compile(r"^(.+?):(\d+)$")
+_BASE64 = re.compile(r"^[A-Za-z0-9+/=\s]*$")
+_NO_SOURCE = re.compile(r"<img(?![^>]*\ssrc=)[^>]*>")  # an image whose source the sanitiser removed
+
+
+# ---------------------------------------------------------------- inputs of one page
+
+
+@dataclass(frozen=True)
+class Thumb:
+    id: str
+    uri: str | None
+    true: str
+    predicted: str
+
+
+@dataclass(frozen=True)
+class Excerpt:
+    """Lines of the submission around a finding: (number, text, is the finding's line)."""
+    title: str
+    lines: list[tuple[int, str, bool]]
+    anchor: str  # on the submission page: 'cell-id=cell-7' or 'L12'
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything one record's pages show; read by `gather`, rendered by `render_record`."""
+    rec: Record
+    title: str
+    expected: ExpectedModel | None = None
+    rules: ReportRules = ReportRules()
+    curves: str | None = None                  # PNG data: URI
+    classes: list[str] | None = None
+    thumbs: list[Thumb] | None = None          # misclassified private holdout images
+    thumbs_note: str | None = None             # why there are none
+    excerpts: dict[int, Excerpt] = field(default_factory=dict)  # finding index -> code excerpt
+    submission: str | None = None              # 'notebook' | 'module' | None: is there a submission page
+    submission_note: str | None = None
+
+
+# ---------------------------------------------------------------- pure helpers
+
+
+def layer_rows(model, expected: ExpectedModel | None) -> list[dict[str, Any]]:
+    """The student's layer table beside the expected one, aligned as the architecture check aligns
+    them (by type, InputLayer ignored); each row says what differs."""
+    mine: list[Layer] = list(model.layers) if model else []
+    inputs = [layer for layer in mine if layer.type == "InputLayer"]
+    mine = [layer for layer in mine if layer.type != "InputLayer"]
+    want: list[ExpectedLayer] = list(expected.layers) if expected else []
+    rows: list[dict[str, Any]] = [{"kind": "input", "mine": layer, "want": None, "position": None, "diff": set()}
+                                  for layer in inputs]
+
+    def row(i: int | None, j: int | None, kind: str) -> dict[str, Any]:
+        got = mine[j] if j is not None else None
+        exp = want[i] if i is not None else None
+        diff: set[str] = set()
+        if got is not None and exp is not None:
+            if got.type != exp.type:
+                diff.add("type")
+            if exp.output_shape is not None and got.output_shape != exp.output_shape:
+                diff.add("shape")
+            if exp.params is not None and got.params != exp.params:
+                diff.add("params")
+            if kind == "same" and diff:
+                kind = "differs"
+        return {"kind": kind, "mine": got, "want": exp, "position": None if j is None else j + 1, "diff": diff}
+
+    if not want:
+        return rows + [row(None, j, "unchecked") for j in range(len(mine))]
+    matcher = difflib.SequenceMatcher(a=[w.type for w in want], b=[m.type for m in mine], autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            rows += [row(i1 + k, j1 + k, "same") for k in range(i2 - i1)]
+        elif op == "replace":
+            for k in range(max(i2 - i1, j2 - j1)):
+                i = i1 + k if k < i2 - i1 else None
+                j = j1 + k if k < j2 - j1 else None
+                rows.append(row(i, j, "replaced" if i is not None and j is not None else
+                                "extra" if j is not None else "missing"))
+        elif op == "insert":
+            rows += [row(None, j, "extra") for j in range(j1, j2)]
+        elif op == "delete":
+            rows += [row(i, None, "missing") for i in range(i1, i2)]
+    return rows
+
+
+def parse_where(where: str | None) -> tuple[str, int | None, int | None, str | None]:
+    """'cell 7, line 3' -> ('cell', 7, 3, None); 'train.py:12' -> ('file', None, 12, 'train.py')."""
+    if not where:
+        return ("none", None, None, None)
+    found = _WHERE_CELL.match(where.strip())
+    if found:
+        return ("cell", int(found.group(1)), int(found.group(2)) if found.group(2) else None, None)
+    found = _WHERE_FILE.match(where.strip())
+    if found:
+        return ("file", None, int(found.group(2)), found.group(1))
+    return ("none", None, None, None)
+
+
+def excerpt(source: str, line: int | None, title: str, anchor: str) -> Excerpt:
+    lines = source.splitlines() or [""]
+    if line is None or not 1 <= line <= len(lines):
+        first, last = 1, min(len(lines), 2 * EXCERPT_CONTEXT + 1)
+    else:
+        first, last = max(1, line - EXCERPT_CONTEXT), min(len(lines), line + EXCERPT_CONTEXT)
+    return Excerpt(title=title, anchor=anchor,
+                   lines=[(n, lines[n - 1][:400], n == line) for n in range(first, last + 1)])
+
+
+def is_private_check(check_id: str, rules: ReportRules) -> bool:
+    return check_id in rules.private_checks and not rules.show_private_scores
+
+
+def student_summary(rec: Record, rules: ReportRules) -> str:
+    """The record's summary without the result of checks the student may not see."""
+    hidden = [c.id for c in rec.checks if is_private_check(c.id, rules)]
+    if not hidden:
+        return rec.summary
+    text = rec.summary
+    found = re.search(r" Not passed: ([^.]*)\.", text)
+    if found:
+        left = [name for name in found.group(1).split(", ") if name not in hidden]
+        tail = f" Not passed: {', '.join(left)}." if left else " All visible checks passed."
+        text = text[:found.start()] + tail + text[found.end():]
+    return text.replace(" All checks passed.", " All visible checks passed.")
+
+
+def curves_png(history: dict[str, list[float | None]]) -> str | None:
+    """Loss and accuracy, training and validation, as the seeds plot `history` (a PNG data: URI)."""
+    panels = [("Loss", "loss", "val_loss"),
+              ("Accuracy", "accuracy" if "accuracy" in history else "acc",
+               "val_accuracy" if "val_accuracy" in history else "val_acc")]
+    panels = [p for p in panels if history.get(p[1]) or history.get(p[2])]
+    if not panels:
+        return None
+    from matplotlib.figure import Figure  # no pyplot: nothing global changes
+
+    fig = Figure(figsize=(4.2 * len(panels), 3.0), dpi=100)
+    for k, (title, train, val) in enumerate(panels, 1):
+        ax = fig.add_subplot(1, len(panels), k)
+        for key, label, style in ((train, "training", "o-"), (val, "validation", "s--")):
+            values = (history.get(key) or [])[:MAX_EPOCHS_PLOTTED]
+            if values:
+                ys = [math.nan if v is None else v for v in values]
+                ax.plot(range(1, len(ys) + 1), ys, style, label=label, markersize=3)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+        if len(history.get(train) or history.get(val) or []) < 12:
+            ax.set_xticks(range(1, len(history.get(train) or history.get(val) or []) + 1))
+    fig.tight_layout()
+    out = io.BytesIO()
+    fig.savefig(out, format="png")
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
+
+
+def png_uri(image: np.ndarray, size: int = 64) -> str:
+    from PIL import Image
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        array = np.clip(array, 0, 255).astype(np.uint8)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    picture = Image.fromarray(array)
+    return _png(picture, size)
+
+
+def _png(picture, size: int) -> str:
+    from PIL import Image
+    if max(picture.size) < size:
+        factor = max(1, size // max(picture.size))
+        picture = picture.resize((picture.size[0] * factor, picture.size[1] * factor), Image.NEAREST)
+    else:
+        picture.thumbnail((size, size))
+    out = io.BytesIO()
+    picture.save(out, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
+
+
+def confusion_rows(matrix: list[list[int]], classes: list[str] | None) -> list[dict[str, Any]]:
+    """Rows of the confusion matrix with a shade per cell (share of the row)."""
+    names = classes if classes and len(classes) == len(matrix) else [str(i) for i in range(len(matrix))]
+    rows = []
+    for i, counts in enumerate(matrix):
+        total = sum(counts) or 1
+        cells = [{"count": c, "shade": round(c / total, 3), "diagonal": i == j} for j, c in enumerate(counts)]
+        rows.append({"name": names[i], "cells": cells, "total": sum(counts)})
+    return rows
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _env() -> Environment:
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["n"] = lambda v: number(v, missing="?")
+    env.filters["shape"] = lambda v: shape(v, missing="?")
+    env.filters["points"] = lambda v: f"{v:g}"
+    env.filters["pct"] = lambda v: "" if v is None else f"{100 * v:.2f} %"
+    env.globals.update(CSP=Markup(CSP), MARK=MARK, STATUS_WORDS=STATUS_WORDS, RULE_HELP=RULE_HELP)
+    return env
+
+
+_ENV: Environment | None = None
+
+
+def env() -> Environment:
+    global _ENV
+    if _ENV is None:
+        _ENV = _env()
+    return _ENV
+
+
+def render_record(inputs: Inputs, view: View, links: dict[str, str] | None = None) -> str:
+    """One record's page: the instructor's view or the student's (which hides what `rules` hides)."""
+    rec, rules = inputs.rec, inputs.rules
+    links = {"index": "", "student": "", "submission": "", **(links or {})}
+    student = view == "student"
+    show_private = not student or rules.show_private_scores
+    show_images = not student or rules.show_private_images
+    checks = []
+    for c in rec.checks:
+        hidden = student and is_private_check(c.id, rules)
+        checks.append({"id": c.id, "status": c.status, "points": c.points, "max_points": c.max_points,
+                       "message": c.message, "hidden": hidden})
+    counted = [c for c in checks if c["status"] != "skip" or c["max_points"]]
+    hidden_max = sum(c["max_points"] for c in checks if c["hidden"])
+    if student and any(c["hidden"] for c in checks):
+        score = sum(c["points"] for c in checks if not c["hidden"] and c["status"] != "skip")
+        max_score = sum(c["max_points"] for c in checks if not c["hidden"] and c["status"] != "skip")
+    else:
+        score, max_score = rec.score, rec.max_score
+    findings = []
+    for i, f in enumerate(rec.findings):
+        if student and f.rule in PRIVATE_RULES and not rules.show_private_scores:
+            continue
+        kind, cell, line, _ = parse_where(f.where)
+        ex = inputs.excerpts.get(i)
+        findings.append({"index": i, "finding": f, "help": RULE_HELP.get(f.rule), "excerpt": ex,
+                         "submission_link": f"{links['submission']}#{ex.anchor}"
+                         if ex and ex.anchor and not student and links["submission"] else None})
+    metrics = rec.metrics
+    return env().get_template("record.html.j2").render(
+        view=view, rec=rec, title=inputs.title, summary=student_summary(rec, rules) if student else rec.summary,
+        score=score, max_score=max_score, hidden_max=hidden_max, checks=checks, counted=counted,
+        findings=findings, rows=layer_rows(rec.model, inputs.expected), expected=inputs.expected,
+        curves=inputs.curves, metrics=metrics, show_private=show_private, show_images=show_images,
+        confusion=confusion_rows(metrics.confusion_matrix, inputs.classes)
+        if metrics.confusion_matrix and show_private else None,
+        per_class=metrics.per_class_accuracy if show_private else None,
+        thumbs=inputs.thumbs if show_images else None, thumbs_note=inputs.thumbs_note,
+        submission=inputs.submission, submission_note=inputs.submission_note, links=links)
+
+
+def render_index(rows: list[dict[str, Any]], title: str, leaderboard: str | None) -> str:
+    return env().get_template("index.html.j2").render(rows=rows, title=title, leaderboard=leaderboard)
+
+
+# ---------------------------------------------------------------- the executed submission
+
+
+def _clean_notebook(nb) -> None:
+    """Reduce a (validated) notebook to what the report shows: plain outputs of known types, no
+    metadata that templates turn into attributes or file links, cell ids that say the cell number."""
+    import nbformat
+    keep = {"text/plain", "text/html", "text/markdown", "text/latex", "image/png", "image/jpeg", "image/svg+xml"}
+    nb.metadata = nbformat.NotebookNode({"language_info": {"name": "python"}})
+    for number_, cell in enumerate(nb.cells, 1):
+        cell.id = f"cell-{number_}"
+        cell.metadata = nbformat.NotebookNode()
+        cell.pop("attachments", None)
+        if cell.cell_type == "raw":
+            cell.cell_type, cell.source = "code", cell.source  # shown as (escaped) code, never as raw HTML
+            cell.outputs, cell.execution_count = [], None
+        if cell.cell_type != "code":
+            continue
+        if not isinstance(cell.get("execution_count"), int):
+            cell.execution_count = None
+        outputs = []
+        for output in cell.get("outputs", []):
+            kind = output.get("output_type")
+            if kind == "stream":
+                outputs.append(nbformat.v4.new_output("stream", name="stderr" if output.get("name") == "stderr"
+                                                      else "stdout", text=str(output.get("text", ""))))
+            elif kind == "error":
+                outputs.append(nbformat.v4.new_output("error", ename=str(output.get("ename", "")),
+                                                      evalue=str(output.get("evalue", "")),
+                                                      traceback=[str(t) for t in output.get("traceback", [])]))
+            elif kind in ("display_data", "execute_result"):
+                data = {}
+                for mime, value in (output.get("data") or {}).items():
+                    value = "".join(value) if isinstance(value, list) else value
+                    if mime not in keep or not isinstance(value, str):
+                        continue
+                    if mime in ("image/png", "image/jpeg") and not _decodes(value):
+                        data.setdefault("text/plain", f"[an {mime} output that is not a valid image: not shown]")
+                        continue
+                    data[mime] = value
+                if data:
+                    new = nbformat.v4.new_output(kind, data=data)
+                    if kind == "execute_result":
+                        new.execution_count = cell.execution_count
+                    outputs.append(new)
+        cell.outputs = outputs
+
+
+def _decodes(value: str) -> bool:
+    """A base64 PNG or JPEG that Pillow can read."""
+    from PIL import Image
+    if not _BASE64.match(value):
+        return False
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(value))) as picture:
+            picture.verify()
+    except Exception:
+        return False
+    return True
+
+
+def read_notebook(path: Path):
+    """(notebook, None) or (None, why it cannot be shown): size-limited, nbformat-validated."""
+    import nbformat
+    try:
+        if path.is_symlink() or not path.is_file():
+            return None, "no executed notebook was kept for this run"
+        size = path.stat().st_size
+        if size > MAX_NOTEBOOK_BYTES:
+            return None, f"the executed notebook is {size / 2**20:.1f} MB, above the {MAX_NOTEBOOK_BYTES // 2**20} MB shown"
+        nb = nbformat.reads(path.read_text(encoding="utf-8", errors="replace"), as_version=4)
+        nbformat.validate(nb)
+    except Exception as exc:  # nbformat raises several unrelated types for broken files
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        return None, f"the executed notebook is not a valid notebook ({first}), so it is not shown"
+    return nb, None
+
+
+SAFE_TAGS = {"a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "details", "div", "dl", "dt", "em", "h1",
+             "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "kbd", "li", "ol", "p", "pre", "s", "span", "strong",
+             "sub", "summary", "sup", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "u", "ul"}
+
+
+def _safe_attribute(tag: str, name: str, value: str) -> bool:
+    if name in ("class", "title", "alt", "colspan", "rowspan", "align"):
+        return True
+    if tag == "a" and name == "href":
+        return value.startswith(("#", "https://", "http://", "mailto:"))
+    if tag == "img" and name == "src":
+        return value.startswith(("data:image/png;", "data:image/jpeg;", "data:image/gif;"))
+    return tag == "img" and name in ("width", "height") and value.isdigit()
+
+
+def clean_html(element) -> str:
+    """nbconvert's `clean_html` filter, stricter: a fixed set of tags, no style, no event handler, images
+    only from data: URIs, links only to http(s), mail or anchors; anything else is dropped (its text kept)."""
+    import bleach
+    text = element.decode() if isinstance(element, bytes) else str(element)
+    cleaned = bleach.clean(text, tags=SAFE_TAGS, attributes=_safe_attribute,
+                           protocols={"http", "https", "mailto", "data"}, strip=True, strip_comments=True)
+    return _NO_SOURCE.sub("[an image from outside the notebook: not shown]", cleaned)
+
+
+_EXPORTER = None
+
+
+def render_notebook(nb, heading: str, back: str) -> str:
+    """The executed notebook as one self-contained page: nbconvert's HTML exporter (lab template,
+    HTML sanitising on) in a template that adds the CSP and drops every script."""
+    global _EXPORTER
+    if _EXPORTER is None:
+        from nbconvert import HTMLExporter
+        _EXPORTER = HTMLExporter(template_name="lab", sanitize_html=True, exclude_anchor_links=True,
+                                 template_file=str(TEMPLATES / "nbconvert" / "harness-notebook.html.j2"))
+        _EXPORTER.register_filter("clean_html", clean_html)
+    _clean_notebook(nb)
+    body, _ = _EXPORTER.from_notebook_node(nb, resources={"harness": {"csp": CSP, "heading": heading,
+                                                                      "back": back},
+                                                         "metadata": {"name": heading}})
+    return body
+
+
+def _read_text(path: Path, limit: int) -> str | None:
+    try:
+        if path.is_symlink() or not path.is_file():
+            return None
+        with path.open("rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError:
+        return None
+    text = data[:limit].decode("utf-8", errors="replace")
+    return text + ("\n[... cut]" if len(data) > limit else "")
+
+
+def render_module(code: str | None, name: str, output: str | None, heading: str, back: str) -> str:
+    lines = code.splitlines() if code is not None else None
+    return env().get_template("module.html.j2").render(heading=heading, back=back, name=name, lines=lines,
+                                                       output=output)
+
+
+# ---------------------------------------------------------------- reading a run folder
+
+
+@dataclass(frozen=True)
+class RecordFile:
+    rec: Record
+    path: Path
+
+    @property
+    def student_dir(self) -> str:
+        return self.path.parent.name
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    @property
+    def evidence(self) -> Path:
+        return self.path.with_suffix(".evidence")
+
+
+def load_records(run_dir: Path) -> tuple[list[RecordFile], list[Path]]:
+    found, unreadable = [], []
+    for path in sorted(run_dir.glob("*/*.json")):
+        try:
+            found.append(RecordFile(record_io.load(path), path))
+        except Exception:  # not a record, or one that no longer validates: listed, never fatal
+            unreadable.append(path)
+    return found, unreadable
+
+
+def _entry_file(evidence: Path, rec: Record) -> Path | None:
+    entry = None
+    try:
+        run = evidence / "run.json"
+        if run.is_file() and not run.is_symlink() and run.stat().st_size < 2**20:
+            entry = json.loads(run.read_text()).get("entry")
+    except (OSError, ValueError):
+        entry = None
+    entry = entry if isinstance(entry, str) else rec.submission.entry
+    if not entry:
+        return None
+    code = (evidence / "code").resolve()
+    path = (code / entry).resolve()
+    if code not in path.parents or path.is_symlink() or not path.is_file():
+        return None
+    return path
+
+
+def _excerpts(rec: Record, entry: Path | None) -> dict[int, Excerpt]:
+    if entry is None:
+        return {}
+    cells = None
+    if entry.suffix == ".ipynb":
+        nb, _ = read_notebook(entry)
+        cells = [c.source for c in nb.cells] if nb is not None else None
+        module = None
+    else:
+        module = _read_text(entry, MAX_CODE_BYTES)
+    out = {}
+    for i, finding in enumerate(rec.findings):
+        kind, cell, line, filename = parse_where(finding.where)
+        if kind == "cell" and cells is not None and 1 <= cell <= len(cells):
+            out[i] = excerpt(cells[cell - 1], line, f"cell {cell}", f"cell-id=cell-{cell}")
+        elif kind == "file" and module is not None and filename == entry.name:
+            out[i] = excerpt(module, line, filename, f"L{line}")
+        elif kind == "file":  # a helper module handed in with the entry (not on the submission page)
+            helper = _code_file(entry.parent, filename)
+            text = _read_text(helper, MAX_CODE_BYTES) if helper else None
+            if text is not None:
+                out[i] = excerpt(text, line, filename, "")
+    return out
+
+
+def _code_file(code: Path, name: str) -> Path | None:
+    """`name` inside the stored code folder, never outside it."""
+    try:
+        path = (code / name).resolve()
+    except (OSError, ValueError):
+        return None
+    return path if code.resolve() in path.parents and path.is_file() and not path.is_symlink() else None
+
+
+def _holdout_thumbs(rec: Record, loaded: LoadedAssignment | None, evidence: Path, data_root: Path | None
+                    ) -> tuple[list[Thumb] | None, str | None, list[str] | None]:
+    """(thumbnails of misclassified private images, why there are none, the holdout's classes)."""
+    wrong = rec.metrics.misclassified
+    if loaded is None:
+        return None, "the assignment is unknown here, so its holdout data cannot be found", None
+    from harness.data import providers
+    spec = loaded.spec.data
+    folder = providers.dataset_dir(spec.name, data_root)
+    classes = sorted(spec.classes) if spec.source == "folders" else list(spec.classes)
+    if not wrong:
+        return None, None if wrong is None else "no holdout image was misclassified", classes
+    try:
+        meta = json.loads((folder / "holdout-labels.json").read_text())
+        ids, labels, classes = list(meta["ids"]), list(meta["labels"]), list(meta["classes"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, (f"the holdout data of {spec.name!r} is not in {folder.parent}: the images cannot be "
+                      f"shown (harness report --data-root DIR)"), classes
+    index = {ident: k for k, ident in enumerate(ids)}
+    predicted = _predicted(evidence, len(ids), classes)
+    images = None
+    array_file = folder / "holdout" / "images.npy"
+    if array_file.is_file():
+        try:
+            images = np.load(array_file, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError):
+            images = None
+    thumbs = []
+    for ident in wrong[:MAX_THUMBNAILS]:
+        k = index.get(ident)
+        uri = None
+        if k is not None:
+            try:
+                if images is not None and ident.startswith("test-"):
+                    uri = png_uri(np.asarray(images[k]))
+                elif images is None and "/" not in ident and not ident.startswith("."):
+                    from PIL import Image
+                    with Image.open(folder / "holdout" / ident) as picture:
+                        uri = _png(picture.convert("RGB"), 72)
+            except Exception:
+                uri = None
+        true = classes[labels[k]] if k is not None and 0 <= labels[k] < len(classes) else "?"
+        guess = predicted[k] if predicted is not None and k is not None else None
+        thumbs.append(Thumb(id=ident, uri=uri, true=true,
+                            predicted=classes[guess] if guess is not None and 0 <= guess < len(classes) else "?"))
+    note = (f"the first {MAX_THUMBNAILS} of {len(wrong)} misclassified images" if len(wrong) > MAX_THUMBNAILS
+            else None)
+    return thumbs, note, classes
+
+
+def _predicted(evidence: Path, n: int, classes: list[str]) -> np.ndarray | None:
+    """Predicted class per holdout id from the trusted evaluation's raw outputs (`predictions.npy`,
+    in holdout-labels.json order), mapped like the evaluation maps them."""
+    path = evidence / "predictions.npy"
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_PREDICTIONS_BYTES:
+            return None
+        raw = np.load(path, allow_pickle=False)
+        from harness import evidence as evidence_io
+        from harness.evaluate import _class_map, validate_predictions
+        predicted, problem = validate_predictions(raw, n, len(classes))
+        if problem:
+            return None
+        mapping = _class_map(evidence_io.read(evidence), classes)
+        if mapping is not None:
+            predicted = np.asarray(mapping)[np.clip(predicted, 0, len(mapping) - 1)]
+        return predicted
+    except Exception:
+        return None
+
+
+def gather(item: RecordFile, assignments: dict[str, LoadedAssignment], data_root: Path | None) -> Inputs:
+    """Everything one record's pages show (the reading half; `render_record` is pure)."""
+    rec = item.rec
+    loaded = assignments.get(rec.assignment)
+    entry = _entry_file(item.evidence, rec) if item.evidence.is_dir() else None
+    thumbs, note, classes = _holdout_thumbs(rec, loaded, item.evidence, data_root)
+    kind, sub_note = None, None
+    if item.evidence.is_dir() and entry is not None:
+        kind = "notebook" if entry.suffix == ".ipynb" else "module"
+    elif rec.status != "invalid-submission":
+        sub_note = "no stored run: the submission was not run"
+    return Inputs(
+        rec=rec, title=loaded.spec.title if loaded else rec.assignment,
+        expected=loaded.expected if loaded else None,
+        rules=loaded.spec.report if loaded else ReportRules(),
+        curves=curves_png(rec.history) if rec.history else None, classes=classes,
+        thumbs=thumbs, thumbs_note=note, excerpts=_excerpts(rec, entry), submission=kind, submission_note=sub_note)
+
+
+def _submission_page(item: RecordFile, kind: str, heading: str, back: str) -> tuple[str, str | None]:
+    """(page, problem shown on the report)."""
+    entry = _entry_file(item.evidence, item.rec)
+    if kind == "notebook":
+        nb, problem = read_notebook(item.evidence / "executed.ipynb")
+        if nb is None:
+            original, _ = read_notebook(entry) if entry else (None, None)
+            if original is None:
+                return render_module(None, "", _read_text(item.evidence / "output-tail.log", MAX_LOG_BYTES),
+                                     heading, back), problem
+            return render_notebook(original, heading + " (as handed in: " + problem + ")", back), problem
+        return render_notebook(nb, heading, back), None
+    return render_module(_read_text(entry, MAX_CODE_BYTES) if entry else None, entry.name if entry else "",
+                         _read_text(item.evidence / "output-tail.log", MAX_LOG_BYTES), heading, back), None
+
+
+def _safe(name: str) -> str:
+    """A path component for an output file (the names come from folders of the run)."""
+    cleaned = re.sub(r"[^\w. -]", "_", name).strip(". ") or "_"
+    return cleaned[:120]
+
+
+def _href(path: str) -> str:
+    return quote(path, safe="/#=")
+
+
+def _write_one(item: RecordFile, assignments: dict[str, LoadedAssignment], data_root: Path | None, out: Path,
+               written: list[Path]) -> dict[str, Any]:
+    """The pages of one record; returns its row of the index. A part that fails (the data, the
+    notebook) is named on the page and the rest is still written."""
+    rec = item.rec
+    student, name = _safe(item.student_dir), _safe(item.name)
+    try:
+        inputs = gather(item, assignments, data_root)
+    except Exception as exc:
+        inputs = Inputs(rec=rec, title=rec.assignment, submission_note=f"part of this report could not be made "
+                                                                        f"({type(exc).__name__}: {exc})"[:300])
+    instructor = f"instructor/{student}/{name}.html"
+    student_page = f"student/{student}/{name}.html"
+    submission = f"instructor/{student}/{name}.submission.html" if inputs.submission else None
+    if submission:
+        try:
+            page, problem = _submission_page(item, inputs.submission,
+                                             f"{rec.student}: {rec.assignment} ({rec.submission.entry or ''})",
+                                             _href(f"{name}.html"))
+            write_atomic(out / submission, page)
+            written.append(out / submission)
+        except Exception as exc:
+            submission, problem = None, f"the submission page could not be made ({type(exc).__name__}: {exc})"[:300]
+        if problem:
+            inputs = dataclasses.replace(inputs, submission_note=problem)
+    links = {"index": "../../index.html", "submission": _href(f"{name}.submission.html") if submission else "",
+             "student": _href(f"../../{student_page}")}
+    write_atomic(out / instructor, render_record(inputs, "instructor", links))
+    write_atomic(out / student_page, render_record(inputs, "student", {}))
+    written += [out / instructor, out / student_page]
+    return {"rec": rec, "instructor": _href(instructor), "student": _href(student_page),
+            "submission": _href(submission) if submission else None, "problem": None}
+
+
+def write_run(run_dir: Path, assignments: dict[str, LoadedAssignment], data_root: Path | None = None,
+              out: Path | None = None) -> list[Path]:
+    """Writes the HTML reports of every record in `run_dir` (default into RUN_DIR/html/); returns
+    the files written. What `grade` calls at its end."""
+    out = out or run_dir / HTML_DIR
+    items, unreadable = load_records(run_dir)
+    written: list[Path] = []
+    rows = []
+    for item in items:
+        try:
+            row = _write_one(item, assignments, data_root, out, written)
+        except Exception as exc:  # one record the report fails on must not stop the others
+            row = {"rec": item.rec, "instructor": None, "student": None, "submission": None,
+                   "problem": f"the report could not be made ({type(exc).__name__}: {exc})"[:300]}
+        rows.append(row)
+    board = run_dir / "leaderboard" / "leaderboard.html"
+    leaderboard = os.path.relpath(board, out) if board.is_file() else None
+    rows.sort(key=lambda r: (r["rec"].student, r["rec"].assignment))
+    write_atomic(out / "index.html", render_index(rows, f"Grading report: {run_dir.resolve().name}", leaderboard))
+    written.append(out / "index.html")
+    return written
+
+
+def command(run_dir: Path, assignments_dir: Path, data_root: Path | None, out: Path | None) -> int:
+    """`harness report RUN_DIR`: exit 0 when the pages are written; a usage error when there is nothing to render."""
+    import sys
+    from harness import spec
+    from harness.errors import UsageError
+    if not run_dir.is_dir():
+        raise UsageError(f"{run_dir}: no such folder of records")
+    items, unreadable = load_records(run_dir)
+    for path in unreadable:
+        print(f"warning: {path} is not a valid record; left out", file=sys.stderr)
+    if not items:
+        raise UsageError(f"{run_dir}: holds no records")
+    written = write_run(run_dir, spec.load_all(assignments_dir), data_root, out)
+    print(f"{len(items)} record(s) -> {len(written)} page(s); open {(out or run_dir / HTML_DIR) / 'index.html'}")
+    return 0
