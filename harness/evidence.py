@@ -285,10 +285,20 @@ class StatisticsFit(Event):
     signatures: Short | None = None
 
 
+class Note(Event):
+    """A notebook habit the probe neutralised: a shell escape not run, a Colab or Kaggle Learn stand-in."""
+    kind: Literal["note"]
+    what: Short
+    detail: Short | None = None
+    where: Location | None = None
+    present: Annotated[list[Short], Field(max_length=64)] | None = None
+    missing: Annotated[list[Short], Field(max_length=64)] | None = None
+
+
 AnyEvent = Annotated[Union[ProbeStart, ProbeEnd, ProbeError, Runtime, Seeded, FitStart, FitEnd, ModelBuilt,
                            QuickStopEvent, ExceptionEvent, Compile, Evaluate, Save, Epoch, ModelSaved,
-                           ModelSaveFailed, StatisticsFit, TrainingLoop, ModelGraphSaved, ModelGraphFailed],
-                     Field(discriminator="kind")]
+                           ModelSaveFailed, StatisticsFit, TrainingLoop, ModelGraphSaved, ModelGraphFailed,
+                           Note], Field(discriminator="kind")]
 EVENT = TypeAdapter(AnyEvent)
 
 

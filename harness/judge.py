@@ -92,7 +92,7 @@ def judge(job: JobInfo, loaded: LoadedAssignment, folder: Path, holdout_signatur
     checked, findings = checks.run_all(ctx)
     what, where = checks.builtin.ending(ctx)
     status = status_of(ctx, what)
-    counted = [c for c in checked if c.status != "skip"]
+    counted = [c for c in checked if c.status != "skip" or c.max_points > 0]  # a skip with max_points still counts (as 0)
     source = f"{evaluation.model_file}, read by the grader" if evaluation.model_file else None
     return Record(
         harness_version=__version__, created_at=now(), student=job.student, assignment=job.assignment,

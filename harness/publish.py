@@ -196,7 +196,11 @@ def _data_section(loaded: LoadedAssignment) -> list[str]:
         "",
         f"The `{data.holdout_split}` split is not served: the grader keeps it and measures your trained model "
         f"on it after your run. Read the data from these relative paths, not from a path on your own machine.",
-    ]
+    ] + ([
+        "",
+        f"`tfds.load({data.tfds_name!r}, split=[...])` also works offline: the served images are its one `train` "
+        f"split (split strings such as `train[:80%]` work; the held-out images are not in it).",
+    ] if data.tfds_name else [])
 
 
 def readme(loaded: LoadedAssignment) -> str:
@@ -373,7 +377,7 @@ def assignment_toml(aid: str, title: str, reference: str, runtime: str, data: di
         "[data]",
     ]
     order = ("source", "name", "classes", "image_shape", "served_splits", "holdout_split",
-             "standin_images_per_class", "preprocessing")
+             "standin_images_per_class", "preprocessing", "tfds_name", "path_aliases")
     for key in order:
         if key in data and data[key] is not None:
             lines.append(f"{key} = {_toml_value(data[key])}")

@@ -17,7 +17,7 @@ from harness.data import serve as serving
 from harness.data import standin
 from harness.discover import Job, printable
 from harness.errors import InfrastructureError
-from harness.sandbox import Limits, Sandbox, SandboxRequest, SandboxResult
+from harness.sandbox import Limits, Mount, Sandbox, SandboxRequest, SandboxResult
 from harness.spec import LoadedAssignment
 
 MAX_SUBMISSION_MB = 200  # the default of an assignment's `max_submission_mb`
@@ -142,12 +142,46 @@ def dataset_root(assignment: LoadedAssignment, options: RunOptions) -> tuple[Pat
     return providers.served_root(assignment.spec.data, options.data_root), False
 
 
+def tfds_dir(assignment: LoadedAssignment, options: RunOptions, root: Path, is_standin: bool) -> Path | None:
+    """The offline TFDS data directory of the served splits (built once per prepared dataset or stand-in)."""
+    data = assignment.spec.data
+    if not data.tfds_name:
+        return None
+    from harness.data import providers, tfds_serve
+    identity = "standin" if is_standin else (providers.identity(data.name, options.data_root) or "")
+    return tfds_serve.build(data, root, options.cache, identity)
+
+
+def mapped_mounts(job: Job, assignment: LoadedAssignment, prepared: Prepared, layout, root: Path,
+                  isolated: bool) -> list[Mount]:
+    """Served splits bound at the paths the submission reads from its author's machine (harness.data.paths)."""
+    from harness import static
+    from harness.data import paths
+    if job.entry is None:
+        return []
+    found = static.units(prepared.stage / job.entry.relative_to(job.folder))
+    stage = prepared.stage.resolve()
+
+    def exists(relative: str) -> bool:
+        try:
+            return (stage / relative).resolve().is_relative_to(stage) and os.path.lexists(stage / relative)
+        except (OSError, ValueError):
+            return True
+
+    mounts = []
+    for mapped in paths.plan(assignment.spec.data, found, layout.workspace, layout.home, exists, isolated):
+        mounts += [Mount(root / split, target) for target, split in mapped.splits]
+    return mounts
+
+
 def run(job: Job, assignment: LoadedAssignment, sandbox: Sandbox, prepared: Prepared,
         options: RunOptions) -> SandboxResult:
     spec = assignment.spec
     layout = sandbox.layout(prepared.job_dir)
     root, is_standin = dataset_root(assignment, options)
-    served = serving.serve(spec.data, root, layout, standin=is_standin)
+    served = serving.serve(spec.data, root, layout, standin=is_standin,
+                           tfds_dir=tfds_dir(assignment, options, root, is_standin))
+    mounts = served.mounts + mapped_mounts(job, assignment, prepared, layout, root, sandbox.isolates)
     python_bin = str(Path(sys.executable).parent)
     env = {
         "PATH": f"{python_bin}:/usr/local/bin:/usr/bin:/bin",
@@ -178,7 +212,7 @@ def run(job: Job, assignment: LoadedAssignment, sandbox: Sandbox, prepared: Prep
         argv=[layout.python, f"{layout.probe}/{driver}", entry],
         job_dir=prepared.job_dir,
         stage=prepared.stage,
-        mounts=served.mounts,
+        mounts=mounts,
         env=env,
         timeout=float(timeout),
         limits=Limits(memory_mb=options.memory_mb or spec.memory_mb,

@@ -34,6 +34,10 @@ class DataSpec(Frozen):
     holdout_split: str = "test"
     standin_images_per_class: int = Field(default=4, ge=1, le=64)
     preprocessing: Literal["none", "x/255", "x/127.5-1"] | None = None
+    tfds_name: str | None = Field(default=None, pattern=r"^[a-z0-9_]+$",
+                                  description="also serve the served splits offline as this TFDS dataset")
+    path_aliases: list[str] = Field(default=[], description="folder names the dataset has on students' machines "
+                                                            "(e.g. cats_and_dogs_small): such paths are mapped to the served splits")
 
 
 class Points(Frozen):

@@ -70,8 +70,7 @@ def _units(entry: Path, mtime_ns: int, size: int) -> list[Unit]:
                 tree = _parse("".join(source) if isinstance(source, list) else str(source))
                 if tree is not None:
                     out.append(Unit(tree, index, None))
-        return out
-    for path in sorted(entry.parent.rglob("*.py")):
+    for path in sorted(entry.parent.rglob("*.py")):  # a module, or the helper modules beside a notebook
         try:
             tree = _parse(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError):
@@ -160,4 +159,63 @@ def split_overlaps(found: list[Unit]) -> list[Hit]:
             if base == base2 and text != text2 and max(lo, lo2) < min(hi, hi2):
                 share = min(hi, hi2) - max(lo, lo2)
                 hits.append(Hit(where2, f"'{text}' and '{text2}' share {share:g}% of '{base}'"))
+    return hits
+
+
+AUGMENTING_KWARGS = ("rotation_range", "width_shift_range", "height_shift_range", "shear_range", "zoom_range",
+                     "channel_shift_range", "horizontal_flip", "vertical_flip", "brightness_range")
+FLOWS = {"flow", "flow_from_directory", "flow_from_dataframe"}
+EVAL_ROLE = re.compile(r"val|test", re.IGNORECASE)
+
+
+def _augmenting_kwargs(call: ast.Call) -> list[str]:
+    """The augmenting keyword arguments of an `ImageDataGenerator(...)` call (zero/False ones do not count)."""
+    if _name(call.func) != "ImageDataGenerator":
+        return []
+    out = []
+    for kw in call.keywords:
+        if kw.arg in AUGMENTING_KWARGS:
+            value = kw.value
+            if isinstance(value, ast.Constant) and value.value in (0, 0.0, False, None):
+                continue
+            out.append(f"{kw.arg}={ast.unparse(value)}")
+    return out
+
+
+def augmented_evaluation_generators(found: list[Unit]) -> list[Hit]:
+    """A validation or test generator made from an augmenting ImageDataGenerator:
+    `validation_generator = train_datagen.flow_from_directory(validation_dir, ...)`. The augmenting
+    generator may be defined in another module of the submission (matched by name)."""
+    augmenting: dict[str, list[str]] = {}
+    for unit in found:
+        for node in ast.walk(unit.tree):
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+                augs = _augmenting_kwargs(node.value)
+                if augs:
+                    for target in node.targets:
+                        if isinstance(target, (ast.Name, ast.Attribute)):
+                            augmenting[_name(target)] = augs
+    hits = []
+    for unit in found:
+        for node in ast.walk(unit.tree):
+            if not isinstance(node, ast.Assign) or not isinstance(node.value, ast.Call):
+                continue
+            call = node.value
+            if not isinstance(call.func, ast.Attribute) or call.func.attr not in FLOWS:
+                continue
+            source = call.func.value
+            augs = _augmenting_kwargs(source) if isinstance(source, ast.Call) else augmenting.get(_name(source), [])
+            if not augs:
+                continue
+            subset = next((kw.value.value for kw in call.keywords if kw.arg == "subset"
+                           and isinstance(kw.value, ast.Constant)), None)
+            if subset == "training":
+                continue
+            labels = [ast.unparse(t) for t in node.targets] + [ast.unparse(a) for a in call.args[:1]]
+            labels += [ast.unparse(kw.value) for kw in call.keywords if kw.arg in ("directory", "subset")]
+            if any(EVAL_ROLE.search(label) for label in labels):
+                generator = ast.unparse(source) if not isinstance(source, ast.Call) else "ImageDataGenerator(...)"
+                hits.append(Hit(unit.where(node.lineno),
+                                f"{ast.unparse(node.targets[0])} = {generator}.{call.func.attr}(...) "
+                                f"with {', '.join(augs)}"))
     return hits

@@ -82,3 +82,4 @@ from harness.checks import builtin as _builtin  # noqa: E402,F401  (registers th
 from harness.checks import leaks as _leaks  # noqa: E402,F401
 from harness.checks import curves as _curves  # noqa: E402,F401
 from harness.checks import training_loops as _training_loops  # noqa: E402,F401
+from harness.checks import habits as _habits  # noqa: E402,F401

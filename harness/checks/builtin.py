@@ -40,7 +40,9 @@ def ending(ctx: Context) -> tuple[str | None, str | None]:
     return None, None
 
 
-FOREIGN_PATH = re.compile(r"""['"]?((?:[A-Za-z]:[\\/]|/Users/|/home/|/content/|/kaggle/|/mnt/|~/)[^'"\n]*)""")
+FOREIGN_PATH = re.compile(r"""['"]?((?:[A-Za-z]:[\\/]|/Users/|/home/|/root/|/content/|/kaggle/|/mnt/|/input/|~/|"""
+                          r"""\.{1,2}/input/)[^'"\n]*)""")
+ARCHIVE = re.compile(r"\.(zip|tar|tgz|tar\.gz|gz|7z|rar)$", re.IGNORECASE)
 MISSING_MODULE = re.compile(r"No module named '([\w.]+)'")
 
 
@@ -53,15 +55,29 @@ def hint(ctx: Context, message: str) -> str:
         if data.source == "folders":
             where = ", ".join(f"data/{data.name}/{s}" for s in data.served_splits)
             served = f"the grader serves the data read-only at {where} (also under $HARNESS_DATA)"
+            if data.tfds_name:
+                served += f", and offline as tfds.load({data.tfds_name!r})"
         else:
             served = f"the grader serves keras.datasets.{data.name}.load_data() offline"
-        return f" The path {path.group(1).strip()!r} exists only on your machine: {served}."
+        found = path.group(1).strip().rstrip(".,;:)")
+        tail = found.rstrip("/").split("/")
+        if data.holdout_split in tail:
+            why = (f"it is the {data.holdout_split!r} split, which the grader holds out (it scores your saved model "
+                   f"on it itself); ")
+        elif ARCHIVE.search(found):
+            why = "it is a download to unpack; the images are already unpacked here: "
+        else:
+            why = "it exists only on your machine: "
+        return f" The path {found!r} cannot be served: {why}{served}."
     module = MISSING_MODULE.search(message)
     if module:
         name = module.group(1).split(".")[0]
+        pip = any(e.get("kind") == "note" and e.get("what") == "pip" and e.get("missing")
+                  for e in ctx.evidence.events)
         return (f" The grading runtime has no module {name!r}: it has TensorFlow 2.21 with Keras 3 (or tf-keras), "
-                f"numpy, pandas, matplotlib and Pillow. If {name} is your own helper file, hand in {name}.py "
-                f"next to the notebook.")
+                f"tensorflow-datasets, numpy, pandas, matplotlib and Pillow"
+                f"{' (`!pip install` does not run in the grader: it is offline)' if pip else ''}. If {name} is your "
+                f"own helper file, hand in {name}.py next to the notebook.")
     return ""
 
 

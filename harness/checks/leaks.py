@@ -92,6 +92,14 @@ def augmented_validation(ctx: Context) -> list[Finding]:
             if (where, message) not in seen:
                 seen.add((where, message))
                 found.append(Finding(rule="augmented-validation", severity="error", message=message, where=where))
+    if not ctx.evidence.fits and not ctx.evidence.training_loops and ctx.entry:  # stopped before training: only the code can tell
+        for hit in static.augmented_evaluation_generators(static.units(ctx.entry)):
+            found.append(Finding(
+                rule="augmented-validation", severity="warning", where=hit.where,
+                message=(f"Seen in the code, not observed (the run stopped before its first fit): {hit.detail}. "
+                         f"A validation or test generator made from an augmenting ImageDataGenerator applies random "
+                         f"changes to every image, so its score measures distorted images. Give it its own "
+                         f"generator that only rescales, e.g. ImageDataGenerator(rescale=1./255).")))
     return found
 
 
@@ -331,5 +339,12 @@ def no_leaks(ctx: Context) -> Outcome:
         rules = sorted({f.rule for f in blocking})
         return Outcome(Check(id="no-leaks", status="fail", points=0, max_points=max_points,
                              message=f"Leaks or missing evidence found: {', '.join(rules)} (see findings)."), findings)
+    if not ctx.evidence.fits and not ctx.evidence.training_loops:
+        # no fit (nor custom training step) was reached: nothing was observed, so there is no verdict and no points (the judge counts a
+        # skip that keeps its max_points as 0 of them)
+        return Outcome(Check(id="no-leaks", status="skip", points=0, max_points=max_points,
+                             message="No leak verdict: the run stopped before its first fit, so the grader observed "
+                                     "no training data. Make the code reach model.fit to earn these points."),
+                       findings)
     return Outcome(Check(id="no-leaks", status="pass", points=max_points, max_points=max_points,
                          message="No data leak was found in what the grader observed."), findings)

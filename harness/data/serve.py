@@ -21,10 +21,15 @@ class Served:
     env: dict[str, str]
 
 
-def serve(spec: DataSpec, root: Path, layout: Layout, standin: bool) -> Served:
-    """Mounts for dataset files under `root` (a stand-in or a prepared dataset)."""
+def serve(spec: DataSpec, root: Path, layout: Layout, standin: bool, tfds_dir: Path | None = None) -> Served:
+    """Mounts for dataset files under `root` (a stand-in or a prepared dataset), and the offline
+    TFDS data directory built from the served splits (`harness.data.tfds_serve`) when there is one."""
     mounts: list[Mount] = []
     env = {"HARNESS_DATA": f"{layout.workspace}/data", "KERAS_HOME": f"{layout.home}/.keras"}
+    if tfds_dir is not None:
+        # read-only; tfds.load finds the prepared dataset there and never downloads (try_gcs is False by default)
+        mounts.append(Mount(tfds_dir, f"{layout.home}/tensorflow_datasets"))
+        env["TFDS_DATA_DIR"] = f"{layout.home}/tensorflow_datasets"
     if spec.source == "keras":
         folder, files = KERAS_FILES[spec.name]
         cache = f"{layout.home}/.keras/datasets"

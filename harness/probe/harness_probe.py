@@ -950,6 +950,111 @@ def attach_ipython():
         _problem("attach-ipython", exc)
 
 
+# ---------------------------------------------------------------- notebook habits (Colab, Kaggle, laptops)
+
+MAX_NOTES = 200
+
+
+def note(what, detail, **extra):
+    """A habit made inert (a shell escape not run, drive.mount, learntools): one event per distinct detail."""
+    try:
+        seen = _state.setdefault("notes", set())
+        key = (what, str(detail)[:300])
+        if key in seen or len(seen) >= MAX_NOTES:
+            return
+        seen.add(key)
+        _emit("note", what=str(what)[:100], detail=str(detail)[:1000], where=_where(), **extra)
+    except BaseException as exc:
+        _problem("note", exc)
+
+
+PIP_OPTIONS_WITH_VALUE = {"-r", "--requirement", "-c", "--constraint", "-i", "--index-url", "--extra-index-url",
+                          "-f", "--find-links", "-t", "--target", "--prefix", "--root", "-e", "--editable"}
+
+
+def _pip_packages(command):
+    """The packages a `pip install ...` command asks for (None when it is not a pip install)."""
+    import re
+    import shlex
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = command.split()
+    for i, word in enumerate(words):
+        if re.search(r"(^|/)pip3?(\.\d+)?$", word) and i + 1 < len(words) and "install" in words[i + 1:]:
+            rest = words[words.index("install", i + 1) + 1:]
+            break
+    else:
+        return None
+    packages, skip = [], False
+    for word in rest:
+        if skip:
+            skip = False
+        elif word in PIP_OPTIONS_WITH_VALUE:
+            skip = True
+        elif word.startswith("-") or word in ("&&", ";", "|"):
+            if word in ("&&", ";", "|"):
+                break
+        else:
+            packages.append(word)
+    return packages
+
+
+def _installed(requirement):
+    import re
+    from importlib import metadata
+    name = re.split(r"[\[<>=!~; @]", requirement, maxsplit=1)[0]
+    if not name or "/" in name or ":" in name:
+        return False
+    try:
+        metadata.distribution(name)
+        return True
+    except BaseException:
+        return False
+
+
+def _skip_shell(command):
+    """Replaces IPython's `!cmd`, `!!cmd` and `%pip`: nothing runs (no network, no shell here); a note says so."""
+    command = str(command)
+    packages = _pip_packages(command)
+    if packages is None:
+        note("shell", command)
+        return
+    present = [p for p in packages if _installed(p)]
+    missing = [p for p in packages if p not in present]
+    note("pip", command, present=present[:64], missing=missing[:64])
+
+
+def attach_habits():
+    """Runs in a notebook kernel before the first cell: shell escapes do not run, `%tensorboard` is inert."""
+    try:
+        shell = get_ipython()  # noqa: F821 - defined inside IPython
+
+        def system(cmd, *args, **kwargs):
+            _skip_shell(cmd)
+            return 0
+
+        def getoutput(cmd, *args, **kwargs):
+            _skip_shell(cmd)
+            try:
+                from IPython.utils.text import SList
+                return SList()
+            except BaseException:
+                return []
+
+        shell.system = system
+        shell.system_piped = system
+        shell.system_raw = system
+        shell.getoutput = getoutput
+
+        def tensorboard(line=""):
+            note("magic", "%tensorboard " + str(line))
+
+        shell.register_magic_function(tensorboard, "line", "tensorboard")
+    except BaseException as exc:
+        _problem("attach-habits", exc)
+
+
 def finish():
     """Save the last fitted model and close the evidence. Runs once."""
     if _state["finished"]:

@@ -16,7 +16,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, DeadKernelError
 
 FINISH = "import harness_probe as _hp\n_hp.finish()"
-ATTACH = "import harness_probe as _hp; _hp.attach_ipython()"
+ATTACH = "import harness_probe as _hp; _hp.attach_ipython(); _hp.attach_habits()"
 EXECUTED = "executed.ipynb"
 
 

@@ -30,6 +30,10 @@ if os.environ.get("HARNESS_RUNTIME") == "legacy":
     except BaseException:
         pass
 
+if os.environ.get("HARNESS_EVIDENCE"):
+    # inert stand-ins for google.colab and Kaggle Learn's learntools, after every real package
+    sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "stubs"))
+
 if os.environ.get("HARNESS_PROBE") == "1":
     try:
         import harness_probe

@@ -48,3 +48,26 @@ def test_notebook_cells_and_magics(tmp_path):
 def test_unparsable_code_is_skipped(tmp_path):
     assert static.units(tmp_path / "missing.py") == []
     assert static.optimizer_lr(module(tmp_path, "def broken(:\n")) == []
+
+
+def test_augmented_validation_generator_across_modules(tmp_path):
+    (tmp_path / "data.py").write_text(
+        "from keras.preprocessing.image import ImageDataGenerator\n"
+        "train_datagen = ImageDataGenerator(rescale=1./255, rotation_range=40, horizontal_flip=True)\n"
+        "test_datagen = ImageDataGenerator(rescale=1./255)\n"
+        "train_generator = train_datagen.flow_from_directory(train_dir)\n"
+        "ok = test_datagen.flow_from_directory(validation_dir)\n")
+    found = module(tmp_path, "import data\n\nvalidation_generator = data.train_datagen.flow_from_directory(\n"
+                             "    validation_dir, target_size=(150, 150))\n", name="train.py")
+    (hit,) = static.augmented_evaluation_generators(found)
+    assert hit.where == "train.py:3"
+    assert "rotation_range=40" in hit.detail and "validation_generator" in hit.detail
+
+
+def test_augmenting_generator_with_validation_subset_only(tmp_path):
+    text = ("g = ImageDataGenerator(zoom_range=0.2, validation_split=0.2)\n"
+            "t = g.flow_from_directory(d, subset='training')\n"
+            "v = g.flow_from_directory(d, subset='validation')\n"
+            "flat = ImageDataGenerator(horizontal_flip=False).flow_from_directory(test_dir)\n")
+    (hit,) = static.augmented_evaluation_generators(module(tmp_path, text))
+    assert hit.where == "sub.py:3"
