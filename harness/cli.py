@@ -13,20 +13,15 @@ import sys
 from pathlib import Path
 
 from harness.errors import HarnessError, InfrastructureError, UsageError
+from harness.spec import default_assignments
 
 EXIT_OK, EXIT_BELOW, EXIT_INTERRUPTED, EXIT_INFRA, EXIT_USAGE = 0, 1, 2, 3, 4
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse exits 2; ours is 4
         self.print_usage(sys.stderr)
         raise UsageError(message)
-
-
-def default_assignments() -> Path:
-    local = Path.cwd() / "assignments"
-    return local if local.is_dir() else PROJECT_ROOT / "assignments"
 
 
 def default_cache() -> Path:

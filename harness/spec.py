@@ -190,6 +190,15 @@ def load_assignment(folder: Path) -> LoadedAssignment:
     return LoadedAssignment(spec=spec, folder=folder, expected=expected, calibration=calibration)
 
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_assignments() -> Path:
+    """./assignments when there is one, else the assignments shipped with the harness."""
+    local = Path.cwd() / "assignments"
+    return local if local.is_dir() else PROJECT_ROOT / "assignments"
+
+
 def load_all(root: Path) -> dict[str, LoadedAssignment]:
     if not root.is_dir():
         raise SpecError(f"{root}: no assignments folder here; pass --assignments DIR")

@@ -345,7 +345,7 @@ class GeneratedOx:
 
 def _spec_for(name: str) -> DataSpec:
     """The data section of the shipped assignment that uses dataset `name`."""
-    from harness.cli import default_assignments
+    from harness.spec import default_assignments
     from harness.spec import load_all
     for loaded in load_all(default_assignments()).values():
         if loaded.spec.data.name == name:
