@@ -21,22 +21,24 @@ from __future__ import annotations
 import base64
 import dataclasses
 import difflib
+import hashlib
 import io
 import json
 import math
 import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from harness import record as record_io
-from harness.record import Finding, Layer, Record, write_atomic
+from harness.record import Finding, Layer, Record
 from harness.reports import MARK, STATUS_WORDS
 from harness.spec import ExpectedLayer, ExpectedModel, LoadedAssignment, ReportRules
 from harness.text import number, shape
@@ -826,21 +828,124 @@ def _write_one(item: RecordFile, assignments: dict[str, LoadedAssignment], data_
             "submission": _href(submission) if submission else None, "problem": None}
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Replaces `path` at once (a temporary file renamed over it), without fsync: the pages are
+    derived and made again from the records, so an fsync per page (a thousand for a class) buys nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+MANIFEST = ".pages.json"  # in the html folder: what each record's pages were rendered from
+_RENDERER: str | None = None
+
+
+def _renderer() -> str:
+    """A hash of this module and the templates: pages made by other code are made again."""
+    global _RENDERER
+    if _RENDERER is None:
+        digest = hashlib.sha256(Path(__file__).read_bytes())
+        for path in sorted(TEMPLATES.rglob("*")):
+            if path.is_file():
+                digest.update(path.relative_to(TEMPLATES).as_posix().encode() + b"\0" + path.read_bytes())
+        _RENDERER = digest.hexdigest()
+    return _RENDERER
+
+
+def _stat(path: Path) -> str:
+    try:
+        st = path.lstat()
+        return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+    except OSError:
+        return f"{path}:-"
+
+
+def fingerprint(item: RecordFile, assignments: dict[str, LoadedAssignment], data_root: Path | None) -> str:
+    """What one record's pages are a function of: the record file's bytes, every file of its
+    evidence folder (size and modification time), the assignment (spec, expected model), the holdout
+    files the misclassified grid reads, and the renderer (`_renderer`). Equal fingerprints: equal pages."""
+    digest = hashlib.sha256(_renderer().encode())
+    digest.update(item.path.read_bytes())
+    if item.evidence.is_dir():
+        for path in sorted(item.evidence.rglob("*")):
+            digest.update(_stat(path).encode())
+    loaded = assignments.get(item.rec.assignment)
+    digest.update(repr(loaded).encode())
+    digest.update(str(data_root).encode())
+    if loaded is not None and item.rec.metrics.misclassified:
+        from harness.data import providers
+        folder = providers.dataset_dir(loaded.spec.data.name, data_root)
+        for path in (folder / "manifest.json", folder / "holdout-labels.json", folder / "holdout",
+                     folder / "holdout" / "images.npy"):
+            digest.update(_stat(path).encode())
+    return digest.hexdigest()
+
+
+def _read_manifest(out: Path) -> dict[str, dict[str, Any]]:
+    try:
+        path = out / MANIFEST
+        if not path.is_file() or path.is_symlink() or path.stat().st_size > 64 * 2**20:
+            return {}
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
+
+
+def _unchanged(item: RecordFile, previous: dict[str, Any] | None, fp: str, out: Path) -> dict[str, Any] | None:
+    """The index row of a record whose pages are on disk and were rendered from the same inputs."""
+    if not previous or previous.get("fingerprint") != fp:
+        return None
+    pages = [previous.get("instructor"), previous.get("student")]
+    submission = previous.get("submission")
+    if submission is not None:
+        pages.append(submission)
+    if not all(isinstance(p, str) and (out / p).is_file() for p in pages):
+        return None
+    return {"rec": item.rec, "instructor": _href(pages[0]), "student": _href(pages[1]),
+            "submission": _href(submission) if submission else None, "problem": None}
+
+
 def write_run(run_dir: Path, assignments: dict[str, LoadedAssignment], data_root: Path | None = None,
-              out: Path | None = None) -> list[Path]:
+              out: Path | None = None, force: bool = False) -> list[Path]:
     """Writes the HTML reports of every record in `run_dir` (default into RUN_DIR/html/); returns
-    the files written. What `grade` calls at its end."""
+    the files written. What `grade` calls at its end. A record whose pages are there and whose
+    inputs (`fingerprint`) are unchanged since they were written is not rendered again (`force`
+    renders every record)."""
     out = out or run_dir / HTML_DIR
     items, unreadable = load_records(run_dir)
     written: list[Path] = []
     rows = []
+    manifest = {} if force else _read_manifest(out)
+    kept: dict[str, dict[str, Any]] = {}
     for item in items:
+        key = f"{_safe(item.student_dir)}/{_safe(item.name)}"
         try:
-            row = _write_one(item, assignments, data_root, out, written)
-        except Exception as exc:  # one record the report fails on must not stop the others
-            row = {"rec": item.rec, "instructor": None, "student": None, "submission": None,
-                   "problem": f"the report could not be made ({type(exc).__name__}: {exc})"[:300]}
+            fp = fingerprint(item, assignments, data_root)
+        except Exception:
+            fp = None
+        row = _unchanged(item, manifest.get(key), fp, out) if fp else None
+        if row is None:
+            try:
+                row = _write_one(item, assignments, data_root, out, written)
+            except Exception as exc:  # one record the report fails on must not stop the others
+                row = {"rec": item.rec, "instructor": None, "student": None, "submission": None,
+                       "problem": f"the report could not be made ({type(exc).__name__}: {exc})"[:300]}
+        if fp and row.get("instructor") and row.get("student"):
+            kept[key] = {"fingerprint": fp, "instructor": unquote(row["instructor"]),
+                         "student": unquote(row["student"]),
+                         "submission": unquote(row["submission"]) if row.get("submission") else None}
         rows.append(row)
+    write_atomic(out / MANIFEST, json.dumps(kept, indent=0, sort_keys=True))
     board = run_dir / "leaderboard" / "leaderboard.html"
     leaderboard = os.path.relpath(board, out) if board.is_file() else None
     rows.sort(key=lambda r: (r["rec"].student, r["rec"].assignment))

@@ -361,3 +361,31 @@ def test_findings_in_a_module_and_its_helper_show_their_lines(tmp_path, assignme
     assert 'id="where-2"' not in page  # a path outside the stored code is never read
     submission = (tmp_path / "run" / "html" / "instructor" / "erin" / "mnist-cnn.submission.html").read_text()
     assert 'id="L3"' in submission
+
+
+def test_unchanged_records_are_not_rendered_again(tmp_path, assignments):
+    """A second `write_run` on the same folder renders nothing but the index; a changed record, a
+    changed evidence file or a deleted page makes that record's pages again, and `force` makes all."""
+    run = write_run(tmp_path / "run")
+    data = tmp_path / "none"
+    first = webreport.write_run(run, assignments, data_root=data)
+    pages = sorted(p for p in first if p.name != "index.html")
+    assert pages
+    before = {p: p.read_text() for p in pages}
+    again = webreport.write_run(run, assignments, data_root=data)
+    assert [p.name for p in again] == ["index.html"]
+    assert {p: p.read_text() for p in pages} == before
+    index = (run / "html" / "index.html").read_text()
+    assert "instructor/alice/mnist-cnn.html" in index and "student/dave/mnist-cnn.html" in index
+
+    record = run / "bob" / "mnist-cnn.json"
+    record.write_text(record.read_text().replace("The model differs from the reference", "The model differs"))
+    (run / "dave" / "mnist-cnn.evidence" / "evaluation.json").write_text('{"schema_version": 1, "timings": {}}')
+    (run / "html" / "student" / "alice" / "mnist-cnn.html").unlink()
+    third = {p.relative_to(run / "html").as_posix() for p in webreport.write_run(run, assignments, data_root=data)}
+    assert third == {"index.html", "instructor/bob/mnist-cnn.html", "student/bob/mnist-cnn.html",
+                     "instructor/dave/mnist-cnn.html", "student/dave/mnist-cnn.html",
+                     "instructor/alice/mnist-cnn.html", "student/alice/mnist-cnn.html"}
+    assert "The model differs from the reference" not in (run / "html" / "instructor" / "bob" / "mnist-cnn.html").read_text()
+    forced = webreport.write_run(run, assignments, data_root=data, force=True)
+    assert sorted(p for p in forced if p.name != "index.html") == pages
