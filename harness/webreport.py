@@ -341,10 +341,17 @@ def curves_svg(history: dict[str, list[float | None]]) -> str | None:
                     parts.append(f'<circle cx="{px(e):.1f}" cy="{py(v):.1f}" r="2" fill="{colour}"/>')
                 else:
                     parts.append(f'<rect x="{px(e) - 2:.1f}" y="{py(v) - 2:.1f}" width="4" height="4" fill="{colour}"/>')
-        parts.append(f'<rect x="{x1 - 94}" y="{y1 + 3}" width="90" height="{14 * len(series) + 4}" fill="#fff" '
+        box = 14 * len(series) + 4
+        points = [(px(e), py(v)) for *_, values in series for e, v in enumerate(values, 1) if v is not None]
+
+        def covered(top_y: float) -> int:  # points under a legend box whose top is at top_y
+            return sum(1 for x, y in points if x >= x1 - 100 and top_y - 4 <= y <= top_y + box + 4)
+
+        legend_top = y1 + 3 if covered(y1 + 3) <= covered(y0 - 3 - box) else y0 - 3 - box  # as matplotlib's "best"
+        parts.append(f'<rect x="{x1 - 94}" y="{legend_top}" width="90" height="{box}" fill="#fff" '
                      f'fill-opacity="0.8" stroke="#ccc" stroke-width="0.5"/>')
         for n, (label, colour, dash, marker, _) in enumerate(series):
-            ly = y1 + 12 + 14 * n
+            ly = legend_top + 9 + 14 * n
             dashing = f' stroke-dasharray="{dash}"' if dash else ""
             parts.append(f'<line x1="{x1 - 88}" x2="{x1 - 68}" y1="{ly}" y2="{ly}" stroke="{colour}" stroke-width="1.5"{dashing}/>'
                          f'<text x="{x1 - 64}" y="{ly + 3}">{label}</text>')
