@@ -21,22 +21,24 @@ from __future__ import annotations
 import base64
 import dataclasses
 import difflib
+import hashlib
 import io
 import json
 import math
 import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from harness import record as record_io
-from harness.record import Finding, Layer, Record, write_atomic
+from harness.record import Finding, Layer, Record
 from harness.reports import MARK, STATUS_WORDS
 from harness.spec import ExpectedLayer, ExpectedModel, LoadedAssignment, ReportRules
 from harness.text import number, shape
@@ -246,6 +248,115 @@ def curves_png(history: dict[str, list[float | None]]) -> str | None:
     out = io.BytesIO()
     fig.savefig(out, format="png")
     return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
+
+
+
+SVG_PANEL = (420, 300)  # pixels per panel, as the PNG's 4.2 x 3.0 inches at 100 dpi
+SVG_COLOURS = ("#1f77b4", "#ff7f0e")  # matplotlib's first two colours: training, validation
+
+
+def _ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """About `count` round tick values covering [low, high] (1, 2, 2.5 or 5 times a power of ten)."""
+    if not high > low:
+        return [low]
+    raw = (high - low) / count
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    first = math.ceil(low / step - 1e-9) * step
+    return [first + k * step for k in range(int((high - first) / step + 1e-9) + 1)]
+
+
+def _tick_label(value: float) -> str:
+    return f"{value:.6g}" if abs(value) >= 1e-12 else "0"
+
+
+def curves_svg(history: dict[str, list[float | None]]) -> str | None:
+    """The learning curves as `curves_png` draws them (loss and accuracy panels, training with
+    circles and a solid line, validation with squares and a dashed line, a grid, a legend, the epoch
+    on x), written as an SVG data: URI without matplotlib: a few milliseconds instead of a second per
+    record. No text of the record reaches the SVG (only numbers and fixed labels)."""
+    panels = [("Loss", "loss", "val_loss"),
+              ("Accuracy", "accuracy" if "accuracy" in history else "acc",
+               "val_accuracy" if "val_accuracy" in history else "val_acc")]
+    panels = [p for p in panels if history.get(p[1]) or history.get(p[2])]
+    if not panels:
+        return None
+    width, height = SVG_PANEL
+    left, right, top, bottom = 58, 12, 28, 42
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width * len(panels)}" height="{height}" '
+             f'viewBox="0 0 {width * len(panels)} {height}" font-family="DejaVu Sans, sans-serif" font-size="10">',
+             f'<rect width="100%" height="100%" fill="#fff"/>']
+    for k, (title, train, val) in enumerate(panels):
+        series = []
+        for key, label, colour, dash, marker in ((train, "training", SVG_COLOURS[0], "", "circle"),
+                                                   (val, "validation", SVG_COLOURS[1], "6,3", "square")):
+            values = [v if isinstance(v, (int, float)) and math.isfinite(v) else None
+                      for v in (history.get(key) or [])[:MAX_EPOCHS_PLOTTED]]
+            if values:
+                series.append((label, colour, dash, marker, values))
+        finite = [v for *_, values in series for v in values if v is not None]
+        epochs = max(len(values) for *_, values in series)
+        y_low, y_high = (min(finite), max(finite)) if finite else (0.0, 1.0)
+        if y_high - y_low < 1e-12:
+            y_low, y_high = y_low - 0.5, y_high + 0.5
+        pad = (y_high - y_low) * 0.05
+        y_low, y_high = y_low - pad, y_high + pad
+        x_low, x_high = 1 - max(epochs - 1, 1) * 0.05, epochs + max(epochs - 1, 1) * 0.05
+        x0, x1, y0, y1 = k * width + left, (k + 1) * width - right, height - bottom, top
+
+        def px(epoch: float) -> float:
+            return x0 + (epoch - x_low) / (x_high - x_low) * (x1 - x0)
+
+        def py(value: float) -> float:
+            return y0 + (value - y_low) / (y_high - y_low) * (y1 - y0)
+
+        parts.append(f'<text x="{(x0 + x1) / 2:.1f}" y="{top - 10}" text-anchor="middle" font-size="12">{title}</text>')
+        parts.append(f'<text x="{(x0 + x1) / 2:.1f}" y="{height - 8}" text-anchor="middle">epoch</text>')
+        x_ticks = list(range(1, epochs + 1)) if epochs < 12 else [t for t in _ticks(1, epochs) if t == int(t)]
+        for t in x_ticks:
+            parts.append(f'<line x1="{px(t):.1f}" x2="{px(t):.1f}" y1="{y1}" y2="{y0}" stroke="#000" stroke-opacity="0.1"/>'
+                         f'<text x="{px(t):.1f}" y="{y0 + 14}" text-anchor="middle">{int(t)}</text>')
+        for t in _ticks(y_low, y_high):
+            parts.append(f'<line x1="{x0}" x2="{x1}" y1="{py(t):.1f}" y2="{py(t):.1f}" stroke="#000" stroke-opacity="0.1"/>'
+                         f'<text x="{x0 - 4}" y="{py(t) + 3:.1f}" text-anchor="end">{_tick_label(t)}</text>')
+        parts.append(f'<rect x="{x0}" y="{y1}" width="{x1 - x0}" height="{y0 - y1}" fill="none" stroke="#000" stroke-width="0.8"/>')
+        for label, colour, dash, marker, values in series:
+            segment: list[str] = []
+            runs = []
+            for e, v in enumerate(values, 1):
+                if v is None:
+                    runs.append(segment)
+                    segment = []
+                else:
+                    segment.append(f"{px(e):.1f},{py(v):.1f}")
+            runs.append(segment)
+            dashing = f' stroke-dasharray="{dash}"' if dash else ""
+            for run in runs:
+                if len(run) > 1:
+                    parts.append(f'<polyline points="{" ".join(run)}" fill="none" stroke="{colour}" stroke-width="1.5"{dashing}/>')
+            for e, v in enumerate(values, 1):
+                if v is None:
+                    continue
+                if marker == "circle":
+                    parts.append(f'<circle cx="{px(e):.1f}" cy="{py(v):.1f}" r="2" fill="{colour}"/>')
+                else:
+                    parts.append(f'<rect x="{px(e) - 2:.1f}" y="{py(v) - 2:.1f}" width="4" height="4" fill="{colour}"/>')
+        box = 14 * len(series) + 4
+        points = [(px(e), py(v)) for *_, values in series for e, v in enumerate(values, 1) if v is not None]
+
+        def covered(top_y: float) -> int:  # points under a legend box whose top is at top_y
+            return sum(1 for x, y in points if x >= x1 - 100 and top_y - 4 <= y <= top_y + box + 4)
+
+        legend_top = y1 + 3 if covered(y1 + 3) <= covered(y0 - 3 - box) else y0 - 3 - box  # as matplotlib's "best"
+        parts.append(f'<rect x="{x1 - 94}" y="{legend_top}" width="90" height="{box}" fill="#fff" '
+                     f'fill-opacity="0.8" stroke="#ccc" stroke-width="0.5"/>')
+        for n, (label, colour, dash, marker, _) in enumerate(series):
+            ly = legend_top + 9 + 14 * n
+            dashing = f' stroke-dasharray="{dash}"' if dash else ""
+            parts.append(f'<line x1="{x1 - 88}" x2="{x1 - 68}" y1="{ly}" y2="{ly}" stroke="{colour}" stroke-width="1.5"{dashing}/>'
+                         f'<text x="{x1 - 64}" y="{ly + 3}">{label}</text>')
+    parts.append("</svg>")
+    return "data:image/svg+xml;base64," + base64.b64encode("".join(parts).encode("utf-8")).decode("ascii")
 
 
 def png_uri(image: np.ndarray, size: int = 64) -> str:
@@ -660,7 +771,7 @@ def gather(item: RecordFile, assignments: dict[str, LoadedAssignment], data_root
         rec=rec, title=loaded.spec.title if loaded else rec.assignment,
         expected=loaded.expected if loaded else None,
         rules=loaded.spec.report if loaded else ReportRules(),
-        curves=curves_png(rec.history) if rec.history else None, classes=classes,
+        curves=curves_svg(rec.history) if rec.history else None, classes=classes,
         thumbs=thumbs, thumbs_note=note, excerpts=_excerpts(rec, entry), submission=kind, submission_note=sub_note)
 
 
@@ -724,21 +835,124 @@ def _write_one(item: RecordFile, assignments: dict[str, LoadedAssignment], data_
             "submission": _href(submission) if submission else None, "problem": None}
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Replaces `path` at once (a temporary file renamed over it), without fsync: the pages are
+    derived and made again from the records, so an fsync per page (a thousand for a class) buys nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+MANIFEST = ".pages.json"  # in the html folder: what each record's pages were rendered from
+_RENDERER: str | None = None
+
+
+def _renderer() -> str:
+    """A hash of this module and the templates: pages made by other code are made again."""
+    global _RENDERER
+    if _RENDERER is None:
+        digest = hashlib.sha256(Path(__file__).read_bytes())
+        for path in sorted(TEMPLATES.rglob("*")):
+            if path.is_file():
+                digest.update(path.relative_to(TEMPLATES).as_posix().encode() + b"\0" + path.read_bytes())
+        _RENDERER = digest.hexdigest()
+    return _RENDERER
+
+
+def _stat(path: Path) -> str:
+    try:
+        st = path.lstat()
+        return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+    except OSError:
+        return f"{path}:-"
+
+
+def fingerprint(item: RecordFile, assignments: dict[str, LoadedAssignment], data_root: Path | None) -> str:
+    """What one record's pages are a function of: the record file's bytes, every file of its
+    evidence folder (size and modification time), the assignment (spec, expected model), the holdout
+    files the misclassified grid reads, and the renderer (`_renderer`). Equal fingerprints: equal pages."""
+    digest = hashlib.sha256(_renderer().encode())
+    digest.update(item.path.read_bytes())
+    if item.evidence.is_dir():
+        for path in sorted(item.evidence.rglob("*")):
+            digest.update(_stat(path).encode())
+    loaded = assignments.get(item.rec.assignment)
+    digest.update(repr(loaded).encode())
+    digest.update(str(data_root).encode())
+    if loaded is not None and item.rec.metrics.misclassified:
+        from harness.data import providers
+        folder = providers.dataset_dir(loaded.spec.data.name, data_root)
+        for path in (folder / "manifest.json", folder / "holdout-labels.json", folder / "holdout",
+                     folder / "holdout" / "images.npy"):
+            digest.update(_stat(path).encode())
+    return digest.hexdigest()
+
+
+def _read_manifest(out: Path) -> dict[str, dict[str, Any]]:
+    try:
+        path = out / MANIFEST
+        if not path.is_file() or path.is_symlink() or path.stat().st_size > 64 * 2**20:
+            return {}
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
+
+
+def _unchanged(item: RecordFile, previous: dict[str, Any] | None, fp: str, out: Path) -> dict[str, Any] | None:
+    """The index row of a record whose pages are on disk and were rendered from the same inputs."""
+    if not previous or previous.get("fingerprint") != fp:
+        return None
+    pages = [previous.get("instructor"), previous.get("student")]
+    submission = previous.get("submission")
+    if submission is not None:
+        pages.append(submission)
+    if not all(isinstance(p, str) and (out / p).is_file() for p in pages):
+        return None
+    return {"rec": item.rec, "instructor": _href(pages[0]), "student": _href(pages[1]),
+            "submission": _href(submission) if submission else None, "problem": None}
+
+
 def write_run(run_dir: Path, assignments: dict[str, LoadedAssignment], data_root: Path | None = None,
-              out: Path | None = None) -> list[Path]:
+              out: Path | None = None, force: bool = False) -> list[Path]:
     """Writes the HTML reports of every record in `run_dir` (default into RUN_DIR/html/); returns
-    the files written. What `grade` calls at its end."""
+    the files written. What `grade` calls at its end. A record whose pages are there and whose
+    inputs (`fingerprint`) are unchanged since they were written is not rendered again (`force`
+    renders every record)."""
     out = out or run_dir / HTML_DIR
     items, unreadable = load_records(run_dir)
     written: list[Path] = []
     rows = []
+    manifest = {} if force else _read_manifest(out)
+    kept: dict[str, dict[str, Any]] = {}
     for item in items:
+        key = f"{_safe(item.student_dir)}/{_safe(item.name)}"
         try:
-            row = _write_one(item, assignments, data_root, out, written)
-        except Exception as exc:  # one record the report fails on must not stop the others
-            row = {"rec": item.rec, "instructor": None, "student": None, "submission": None,
-                   "problem": f"the report could not be made ({type(exc).__name__}: {exc})"[:300]}
+            fp = fingerprint(item, assignments, data_root)
+        except Exception:
+            fp = None
+        row = _unchanged(item, manifest.get(key), fp, out) if fp else None
+        if row is None:
+            try:
+                row = _write_one(item, assignments, data_root, out, written)
+            except Exception as exc:  # one record the report fails on must not stop the others
+                row = {"rec": item.rec, "instructor": None, "student": None, "submission": None,
+                       "problem": f"the report could not be made ({type(exc).__name__}: {exc})"[:300]}
+        if fp and row.get("instructor") and row.get("student"):
+            kept[key] = {"fingerprint": fp, "instructor": unquote(row["instructor"]),
+                         "student": unquote(row["student"]),
+                         "submission": unquote(row["submission"]) if row.get("submission") else None}
         rows.append(row)
+    write_atomic(out / MANIFEST, json.dumps(kept, indent=0, sort_keys=True))
     board = run_dir / "leaderboard" / "leaderboard.html"
     leaderboard = os.path.relpath(board, out) if board.is_file() else None
     rows.sort(key=lambda r: (r["rec"].student, r["rec"].assignment))

@@ -193,6 +193,30 @@ def test_learning_curves_are_an_embedded_png():
     assert webreport.curves_png({"lr": [0.1]}) is None
 
 
+
+def test_learning_curves_on_the_pages_are_an_embedded_svg_with_both_panels_and_both_series():
+    """The pages draw the curves as SVG (no matplotlib: milliseconds per record); the same panels,
+    series, markers and labels as `curves_png`, and nothing of the record but numbers."""
+    import base64
+    import xml.etree.ElementTree as ET
+    history = {"loss": [0.9, 0.5, None, 0.3], "val_loss": [0.8, 0.6, 0.7, 0.65],
+               "accuracy": [0.6, 0.8, 0.9, 0.92], "val_accuracy": [0.5, 0.7, 0.75, 0.8]}
+    uri = webreport.curves_svg(history)
+    assert uri.startswith("data:image/svg+xml;base64,")
+    svg = base64.b64decode(uri.split(",", 1)[1]).decode()
+    root = ET.fromstring(svg)  # well-formed XML
+    texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert {"Loss", "Accuracy", "epoch", "training", "validation"} <= set(texts)
+    assert int(root.get("width")) > 600
+    polylines = list(root.iter("{http://www.w3.org/2000/svg}polyline"))
+    # loss training is cut at the None (one run of 2 points, the single last point has only a marker)
+    assert len(polylines) == 1 + 1 + 1 + 1
+    assert sum(1 for _ in root.iter("{http://www.w3.org/2000/svg}circle")) == 3 + 4  # training markers
+    assert "script" not in svg and "href" not in svg
+    assert webreport.curves_svg({"lr": [0.1]}) is None
+    flat = webreport.curves_svg({"loss": [0.5] * 30})
+    assert ET.fromstring(base64.b64decode(flat.split(",", 1)[1]).decode()) is not None
+
 def fake_holdout(root: Path, n: int = 20) -> list[str]:
     folder = root / "fashion_mnist"
     (folder / "holdout").mkdir(parents=True)
@@ -337,3 +361,31 @@ def test_findings_in_a_module_and_its_helper_show_their_lines(tmp_path, assignme
     assert 'id="where-2"' not in page  # a path outside the stored code is never read
     submission = (tmp_path / "run" / "html" / "instructor" / "erin" / "mnist-cnn.submission.html").read_text()
     assert 'id="L3"' in submission
+
+
+def test_unchanged_records_are_not_rendered_again(tmp_path, assignments):
+    """A second `write_run` on the same folder renders nothing but the index; a changed record, a
+    changed evidence file or a deleted page makes that record's pages again, and `force` makes all."""
+    run = write_run(tmp_path / "run")
+    data = tmp_path / "none"
+    first = webreport.write_run(run, assignments, data_root=data)
+    pages = sorted(p for p in first if p.name != "index.html")
+    assert pages
+    before = {p: p.read_text() for p in pages}
+    again = webreport.write_run(run, assignments, data_root=data)
+    assert [p.name for p in again] == ["index.html"]
+    assert {p: p.read_text() for p in pages} == before
+    index = (run / "html" / "index.html").read_text()
+    assert "instructor/alice/mnist-cnn.html" in index and "student/dave/mnist-cnn.html" in index
+
+    record = run / "bob" / "mnist-cnn.json"
+    record.write_text(record.read_text().replace("The model differs from the reference", "The model differs"))
+    (run / "dave" / "mnist-cnn.evidence" / "evaluation.json").write_text('{"schema_version": 1, "timings": {}}')
+    (run / "html" / "student" / "alice" / "mnist-cnn.html").unlink()
+    third = {p.relative_to(run / "html").as_posix() for p in webreport.write_run(run, assignments, data_root=data)}
+    assert third == {"index.html", "instructor/bob/mnist-cnn.html", "student/bob/mnist-cnn.html",
+                     "instructor/dave/mnist-cnn.html", "student/dave/mnist-cnn.html",
+                     "instructor/alice/mnist-cnn.html", "student/alice/mnist-cnn.html"}
+    assert "The model differs from the reference" not in (run / "html" / "instructor" / "bob" / "mnist-cnn.html").read_text()
+    forced = webreport.write_run(run, assignments, data_root=data, force=True)
+    assert sorted(p for p in forced if p.name != "index.html") == pages
