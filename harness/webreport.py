@@ -39,6 +39,7 @@ from markupsafe import Markup
 
 from harness import record as record_io
 from harness.record import Finding, Layer, Record
+from harness.reports import PRIVATE_RULES, is_private_check, student_summary
 from harness.reports import MARK, STATUS_WORDS
 from harness.spec import ExpectedLayer, ExpectedModel, LoadedAssignment, ReportRules
 from harness.text import number, shape
@@ -53,7 +54,6 @@ MAX_PREDICTIONS_BYTES = 256 * 2**20
 MAX_THUMBNAILS = 48
 MAX_EPOCHS_PLOTTED = 5000
 EXCERPT_CONTEXT = 3
-PRIVATE_RULES = {"accuracy-review"}  # findings whose message holds the private accuracy
 View = Literal["instructor", "student"]
 
 RULE_HELP: dict[str, tuple[str, str]] = {  # rule: (why it matters, how to fix)
@@ -200,24 +200,6 @@ def excerpt(source: str, line: int | None, title: str, anchor: str) -> Excerpt:
         first, last = max(1, line - EXCERPT_CONTEXT), min(len(lines), line + EXCERPT_CONTEXT)
     return Excerpt(title=title, anchor=anchor,
                    lines=[(n, lines[n - 1][:400], n == line) for n in range(first, last + 1)])
-
-
-def is_private_check(check_id: str, rules: ReportRules) -> bool:
-    return check_id in rules.private_checks and not rules.show_private_scores
-
-
-def student_summary(rec: Record, rules: ReportRules) -> str:
-    """The record's summary without the result of checks the student may not see."""
-    hidden = [c.id for c in rec.checks if is_private_check(c.id, rules)]
-    if not hidden:
-        return rec.summary
-    text = rec.summary
-    found = re.search(r" Not passed: ([^.]*)\.", text)
-    if found:
-        left = [name for name in found.group(1).split(", ") if name not in hidden]
-        tail = f" Not passed: {', '.join(left)}." if left else " All visible checks passed."
-        text = text[:found.start()] + tail + text[found.end():]
-    return text.replace(" All checks passed.", " All visible checks passed.")
 
 
 def curves_png(history: dict[str, list[float | None]]) -> str | None:

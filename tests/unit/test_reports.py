@@ -30,3 +30,14 @@ def test_student_report_hides_the_private_result_by_default():
 def test_an_assignment_can_show_the_private_result():
     text = markdown(leaky_record(), ReportRules(show_private_scores=True))
     assert "0.9731" in text and "72.5 / 100 points" in text and "accuracy-review" in text
+
+
+def test_gradescope_output_hides_the_private_review_finding_until_published():
+    from harness.exports import gradescope_results
+    from harness.leaderboard import Entry
+    entry = Entry(record=leaky_record())
+    hidden = gradescope_results(entry)
+    assert "accuracy-review" not in hidden["output"] and "0.9731" not in hidden["output"]
+    assert "overfitting" in hidden["output"]
+    shown = gradescope_results(entry, private_visibility="visible")
+    assert "accuracy-review" in shown["output"]
