@@ -144,7 +144,7 @@ def rescore_all(out: Path, assignments: dict[str, LoadedAssignment], options: Gr
                 progress: Callable[[Record], None] | None = None) -> list[Record]:
     """Judge every stored run under `out` again (changed rules or thresholds), starting no sandbox."""
     records = []
-    for path in sorted(out.glob("*/*.json")):
+    for path in record.files(out):
         try:
             old = record.load(path)
         except (ValueError, OSError, jsonschema.ValidationError):
@@ -395,7 +395,7 @@ def grade_all(jobs: list[Job], assignments: dict[str, LoadedAssignment], sandbox
 
 def load_records(out: Path) -> list[Record]:
     found = []
-    for path in sorted(out.glob("*/*.json")):
+    for path in record.files(out):
         try:
             found.append(record.load(path))
         except (ValueError, json.JSONDecodeError):

@@ -79,7 +79,7 @@ def read_timings(evidence: Path) -> dict[str, float]:
 def load_run(run_dir: Path) -> Run:
     """Every record under `run_dir` (`<student>/<assignment>.json`, validated) with its timings."""
     entries, unreadable = [], []
-    for path in sorted(run_dir.glob("*/*.json")):
+    for path in record_io.files(run_dir):
         try:
             rec = record_io.load(path)
         except Exception:  # not a record, or one that no longer validates: listed, never fatal

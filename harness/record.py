@@ -148,3 +148,9 @@ def load(path: Path) -> Record:
     data = json.loads(path.read_text(encoding="utf-8"))
     validate(data)
     return Record.model_validate(data)
+
+
+def files(run_dir: Path) -> list[Path]:
+    """The record files of a run folder: `<student>/<assignment>.json` (assignment ids never start with a dot,
+    so the reports' own bookkeeping files such as `html/.pages.json` are not taken for records)."""
+    return sorted(p for p in run_dir.glob("*/*.json") if not p.name.startswith("."))

@@ -607,7 +607,7 @@ class RecordFile:
 
 def load_records(run_dir: Path) -> tuple[list[RecordFile], list[Path]]:
     found, unreadable = [], []
-    for path in sorted(run_dir.glob("*/*.json")):
+    for path in record_io.files(run_dir):
         try:
             found.append(RecordFile(record_io.load(path), path))
         except Exception:  # not a record, or one that no longer validates: listed, never fatal

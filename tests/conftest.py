@@ -36,7 +36,7 @@ def run_grade(args: list[str], out: Path) -> tuple[int, dict[tuple[str, str], di
     code = grade_main([*[a for a in args if a != "--html"], *html, "--out", str(out),
                        "--assignments", str(ROOT / "assignments")])
     records = {}
-    for path in out.glob("*/*.json"):
+    for path in (p for p in out.glob("*/*.json") if not p.name.startswith(".")):
         data = json.loads(path.read_text(), parse_constant=_reject)  # records are strict JSON: no NaN
         records[(data["student"], data["assignment"])] = data
     return code, records
