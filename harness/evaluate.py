@@ -313,18 +313,11 @@ class ModelReader:
             self._thread.join(self._timeout + 60)
             result = self._result
             if model_file is None:
-                return Evaluation(metrics=Metrics(),
-                                  error="no model file was saved, so the grader could not read the model")
+                return Evaluation(metrics=Metrics(), error=NO_MODEL_FILE)
             if not isinstance(result, SandboxResult):
                 raise result if isinstance(result, Exception) else RuntimeError("the model reader did not finish")
-            if result.timed_out:
-                return Evaluation(metrics=Metrics(), model_file=model_file.name,
-                                  seconds=round(time.monotonic() - began, 3), error="reading the model file took too long")
             status, table, _ = _outputs(self._job_dir / "evidence", False)
-            ok = bool(status.get("ok")) and table is not None
-            return Evaluation(metrics=Metrics(), error=None if ok else _explain_failure(status, result.output_tail),
-                              seconds=round(time.monotonic() - began, 3), loaded=bool(status) and status.get("stage") != "load",
-                              model=table if ok else None, model_file=model_file.name)
+            return _described(result, status, table, model_file, round(time.monotonic() - began, 3))
         finally:
             self.close()
 
@@ -359,20 +352,29 @@ def _read_json(path: Path, limit: int = 32 * 2**20) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+NO_MODEL_FILE = "no model file was saved, so the grader could not read the model"
+
+
+def _described(result: SandboxResult, status: dict, table: dict[str, Any] | None, model_file: Path,
+               seconds: float) -> Evaluation:
+    """What a model-reading sandbox (describe-only) measured, as an Evaluation without scores."""
+    if result.timed_out:
+        return Evaluation(metrics=Metrics(), model_file=model_file.name, seconds=seconds,
+                          error="reading the model file took too long")
+    ok = bool(status.get("ok")) and table is not None
+    return Evaluation(metrics=Metrics(), error=None if ok else _explain_failure(status, result.output_tail),
+                      seconds=seconds, loaded=bool(status) and status.get("stage") != "load",
+                      model=table if ok else None, model_file=model_file.name)
+
+
 def describe(loaded: LoadedAssignment, model_file: Path | None, sandbox: Sandbox,
              timeout: float = 300) -> Evaluation:
     """Read the layer table of a model file with trusted code in a sandbox, without scoring it
-    (quick mode: the model saved at the stop; a run cut short: the model saved at its first fit)."""
+    (a run cut short: the model saved at its first fit; calibration: the reference's model)."""
     if model_file is None:
-        return Evaluation(metrics=Metrics(), error="no model file was saved, so the grader could not read the model")
+        return Evaluation(metrics=Metrics(), error=NO_MODEL_FILE)
     result, status, table, _ = _run_evaluator(loaded, model_file, sandbox, timeout, ["--describe-only"])
-    if result.timed_out:
-        return Evaluation(metrics=Metrics(), error=f"reading the model file took longer than {timeout:g} s",
-                          seconds=result.wall_seconds, model_file=model_file.name)
-    ok = bool(status.get("ok")) and table is not None
-    return Evaluation(metrics=Metrics(), error=None if ok else _explain_failure(status, result.output_tail),
-                      seconds=result.wall_seconds, loaded=status.get("stage") != "load" and bool(status),
-                      model=table if ok else None, model_file=model_file.name)
+    return _described(result, status, table, model_file, result.wall_seconds)
 
 
 def evaluate(loaded: LoadedAssignment, ev: Evidence, sandbox: Sandbox, data_root: Path | None,

@@ -100,7 +100,6 @@ def execute(job: Job, loaded: LoadedAssignment, sandbox: Sandbox, options: RunOp
 
 def _execute(job: Job, loaded: LoadedAssignment, sandbox: Sandbox, options: RunOptions, data_root: Path | None,
              target: Path, reader: ModelReader | None) -> None:
-    assert job.entry is not None
     with tempfile.TemporaryDirectory(prefix="harness-job-") as tmp:
         prepared = prepare(job, Path(tmp))
         result = run(job, loaded, sandbox, prepared, options)

@@ -13,7 +13,6 @@ import threading
 import traceback
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +22,7 @@ from harness import __version__, record, reports
 from harness.discover import Job, printable
 from harness.errors import HarnessError, UsageError
 from harness.execute import execute
-from harness.judge import JobInfo, judge
+from harness.judge import JobInfo, judge, now
 from harness.record import Metrics, Record, RunInfo, SubmissionInfo
 from harness.run import RunOptions, scan, submission_files
 from harness.sandbox import Sandbox
@@ -55,14 +54,10 @@ def record_path(out: Path, student: str, assignment: str) -> Path:
     return path
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def _invalid(job: Job, message: str, sandbox: Sandbox, options: GradeOptions, runtime: str = "") -> Record:
     files = submission_files(job.folder) if job.folder.is_dir() else {}
     return Record(
-        harness_version=__version__, created_at=_now(), student=job.student, assignment=job.assignment,
+        harness_version=__version__, created_at=now(), student=job.student, assignment=job.assignment,
         status="invalid-submission", score=0, max_score=0, summary=message, checks=[], findings=[],
         model=None, metrics=Metrics(), history={},
         run=RunInfo(sandbox=sandbox.name, runtime=runtime, mode="quick" if options.quick else "full",
