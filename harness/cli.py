@@ -78,6 +78,9 @@ def _grade(argv: list[str]) -> int:
     parser.add_argument("--force", action="store_true", help="grade again even if an up-to-date record exists")
     parser.add_argument("--memory", type=int, default=None, metavar="MB", help="memory limit per job (default: from the assignment)")
     parser.add_argument("--no-html", action="store_true", help="write records and Markdown only, no HTML reports")
+    parser.add_argument("--runtime", choices=["keras3", "legacy"], default=None,
+                        help="run every job with this runtime (default: the assignment's pin, else detected from "
+                             "the code)")
     _common(parser)
     args = parser.parse_args(argv)
 
@@ -99,7 +102,7 @@ def _grade(argv: list[str]) -> int:
     # a dataset that is not prepared is checked per job: those jobs get an error record, the rest are graded
     options = GradeOptions(quick=args.quick, out=args.out, cache=default_cache(), timeout=args.timeout,
                            data_root=args.data_root, jobs=args.jobs, force=args.force,
-                           memory_mb=args.memory)
+                           memory_mb=args.memory, runtime=args.runtime)
 
     from rich.console import Console
     from rich.text import Text

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from harness import evidence
+from harness import evidence, runtime
 from harness.discover import Job
 from harness.evaluate import Evaluation, ModelReader, claimed_accuracy, describe, evaluate
 from harness.record import Metrics, write_atomic
@@ -47,6 +47,7 @@ class RunRecord(BaseModel):
     schema_version: int = 1
     mode: str
     runtime: str
+    runtime_reason: str = ""  # absent in runs stored before the runtime was chosen from the code
     entry: str
     result: dict
 
@@ -88,41 +89,46 @@ def execute(job: Job, loaded: LoadedAssignment, sandbox: Sandbox, options: RunOp
             target: Path) -> None:
     """Run the job, read its model file with trusted code, and store everything in `target`."""
     assert job.entry is not None
-    # quick mode: the reader imports TensorFlow while the student's code runs
-    wait = options.timeout or loaded.spec.quick_timeout_seconds
-    reader = ModelReader(loaded, sandbox, wait=float(wait)) if options.quick else None
-    try:
-        _execute(job, loaded, sandbox, options, data_root, target, reader)
-    finally:
-        if reader is not None:
-            reader.close()
+    with tempfile.TemporaryDirectory(prefix="harness-job-") as tmp:
+        prepared = prepare(job, Path(tmp))
+        # decided from the staged copy (regular files only), before anything runs; every sandbox of the
+        # job (the run, the model reader, the evaluator) then sees the assignment with that runtime pinned
+        choice = runtime.choose(options.runtime, loaded.spec.runtime,
+                                prepared.stage / job.entry.relative_to(job.folder))
+        loaded = loaded.model_copy(update={"spec": loaded.spec.model_copy(update={"runtime": choice.runtime})})
+        # quick mode: the reader imports TensorFlow while the student's code runs
+        wait = options.timeout or loaded.spec.quick_timeout_seconds
+        reader = ModelReader(loaded, sandbox, wait=float(wait)) if options.quick else None
+        try:
+            _execute(job, loaded, sandbox, options, data_root, target, reader, prepared, choice)
+        finally:
+            if reader is not None:
+                reader.close()
 
 
 def _execute(job: Job, loaded: LoadedAssignment, sandbox: Sandbox, options: RunOptions, data_root: Path | None,
-             target: Path, reader: ModelReader | None) -> None:
-    with tempfile.TemporaryDirectory(prefix="harness-job-") as tmp:
-        prepared = prepare(job, Path(tmp))
-        result = run(job, loaded, sandbox, prepared, options)
-        _keep(prepared, result, target)
-        write_atomic(target / RUN_FILE, RunRecord(
-            mode="quick" if options.quick else "full", runtime=loaded.spec.runtime,
-            entry=job.entry.relative_to(job.folder).as_posix(),
-            result=dataclasses.asdict(result)).model_dump_json(indent=2))
-        ev = evidence.read(prepared.job_dir / "evidence")
-        final = _model_file(prepared.job_dir / "evidence" / "model.keras")
-        start = _model_file(prepared.job_dir / "evidence" / START_MODEL)
-        raw = None
-        if reader is not None:
-            evaluation = reader.read(final or start)
-        elif final is not None and not result.timed_out:
-            evaluation, raw = evaluate(loaded, ev, sandbox, data_root, model_file=final)
-        else:  # cut short or no final model: what was built can still be read; nothing is scored
-            read = describe(loaded, start, sandbox)
-            evaluation = read.model_copy(update={
-                "loaded": False, "metrics": Metrics(claimed_accuracy=claimed_accuracy(ev)),
-                "model_error": read.error,
-                "error": "the run was stopped at the time limit before it saved a trained model" if result.timed_out
-                else "the run did not leave a trained model"})
+             target: Path, reader: ModelReader | None, prepared: Prepared, choice: runtime.Choice) -> None:
+    result = run(job, loaded, sandbox, prepared, options)
+    _keep(prepared, result, target)
+    write_atomic(target / RUN_FILE, RunRecord(
+        mode="quick" if options.quick else "full", runtime=choice.runtime, runtime_reason=choice.reason,
+        entry=job.entry.relative_to(job.folder).as_posix(),
+        result=dataclasses.asdict(result)).model_dump_json(indent=2))
+    ev = evidence.read(prepared.job_dir / "evidence")
+    final = _model_file(prepared.job_dir / "evidence" / "model.keras")
+    start = _model_file(prepared.job_dir / "evidence" / START_MODEL)
+    raw = None
+    if reader is not None:
+        evaluation = reader.read(final or start)
+    elif final is not None and not result.timed_out:
+        evaluation, raw = evaluate(loaded, ev, sandbox, data_root, model_file=final)
+    else:  # cut short or no final model: what was built can still be read; nothing is scored
+        read = describe(loaded, start, sandbox)
+        evaluation = read.model_copy(update={
+            "loaded": False, "metrics": Metrics(claimed_accuracy=claimed_accuracy(ev)),
+            "model_error": read.error,
+            "error": "the run was stopped at the time limit before it saved a trained model" if result.timed_out
+            else "the run did not leave a trained model"})
     write_atomic(target / EVALUATION_FILE, evaluation.model_dump_json(indent=2))
     if raw is not None:
         np.save(target / PREDICTIONS_FILE, raw)

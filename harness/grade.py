@@ -41,6 +41,7 @@ class GradeOptions:
     seed: int | None = None
     force: bool = False
     memory_mb: int | None = None
+    runtime: str | None = None  # `--runtime keras3|legacy`: over the assignment and the code
 
 
 def record_path(out: Path, student: str, assignment: str) -> Path:
@@ -124,11 +125,13 @@ def grade_job(job: Job, assignments: dict[str, LoadedAssignment], sandbox: Sandb
         return _invalid(job, job.problem or f"unknown assignment {job.assignment}", sandbox, options)
     problem = submission_problem(job, loaded) or _entry_problem(job.entry)
     if problem:
-        return _invalid(job, problem, sandbox, options, loaded.spec.runtime)
+        return _invalid(job, problem, sandbox, options, options.runtime or
+                        (loaded.spec.runtime if loaded.spec.runtime != "auto" else ""))
     folder = evidence_folder(options.out, job.student, job.assignment)
     execute(job, loaded, sandbox,
             RunOptions(quick=options.quick, timeout=options.timeout, cache=options.cache,
-                       data_root=options.data_root, seed=options.seed, memory_mb=options.memory_mb),
+                       data_root=options.data_root, seed=options.seed, memory_mb=options.memory_mb,
+                       runtime=options.runtime),
             options.data_root, folder)
     info = JobInfo(student=job.student, assignment=job.assignment, entry=job.entry.name,
                    files=submission_files(job.folder), assignment_digest=assignment_digest(loaded))
@@ -202,7 +205,7 @@ def assignment_digest(loaded: LoadedAssignment | None, options: GradeOptions | N
         settings = {
             "mode": "quick" if options.quick else "full",
             "sandbox": sandbox.name if sandbox is not None else None,
-            "runtime": spec.runtime,
+            "runtime": options.runtime or spec.runtime,  # auto: decided from the files, which the key holds
             "timeout": options.timeout or (spec.quick_timeout_seconds if options.quick else spec.timeout_seconds),
             "memory_mb": options.memory_mb or spec.memory_mb,
             "seed": options.seed,

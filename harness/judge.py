@@ -88,7 +88,8 @@ def judge(job: JobInfo, loaded: LoadedAssignment, folder: Path, holdout_signatur
     result = result_of(run_record)
     ev = evidence.read(folder)
     ctx = checks.Context(assignment=loaded, evidence=ev, result=result, quick=quick, evaluation=evaluation,
-                         entry=stored_entry(folder, run_record), holdout_signatures=holdout_signatures)
+                         entry=stored_entry(folder, run_record), holdout_signatures=holdout_signatures,
+                         runtime=run_record.runtime)
     checked, findings = checks.run_all(ctx)
     what, where = checks.builtin.ending(ctx)
     status = status_of(ctx, what)
@@ -102,7 +103,8 @@ def judge(job: JobInfo, loaded: LoadedAssignment, folder: Path, holdout_signatur
         checks=checked, findings=findings, model=model_summary(ctx.verified_model, source),
         metrics=evaluation.metrics,
         history=ev.history(),
-        run=RunInfo(sandbox=result.sandbox, runtime=run_record.runtime, mode=run_record.mode,
+        run=RunInfo(sandbox=result.sandbox, runtime=run_record.runtime, runtime_reason=run_record.runtime_reason or None,
+                    mode=run_record.mode,
                     wall_seconds=result.wall_seconds, peak_memory_mb=result.peak_memory_mb,
                     exit_code=result.exit_code, evaluation_seconds=evaluation.seconds or None),
         submission=SubmissionInfo(entry=job.entry, files=job.files, assignment_digest=job.assignment_digest),

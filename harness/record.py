@@ -72,6 +72,8 @@ class Metrics(Frozen):
 class RunInfo(Frozen):
     sandbox: str
     runtime: str
+    runtime_reason: str | None = Field(default=None, description="why this runtime ran: the command line, the "
+                                       "assignment's pin, or the code signs detected (absent in older records)")
     mode: Literal["quick", "full"]
     wall_seconds: float
     peak_memory_mb: float | None

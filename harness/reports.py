@@ -62,8 +62,11 @@ def markdown(rec: Record, rules: ReportRules | None = None) -> str:
              f"(not shown yet: {', '.join(c.id for c in hidden)})")
     lines = [f"# {rec.assignment}: {rec.student}", "",
              f"**{score}** · {STATUS_WORDS[rec.status]} · "
-             f"{rec.run.mode} run in `{rec.run.sandbox}` ({rec.run.wall_seconds:.1f} s)", "",
-             student_summary(rec, rules), ""]
+             f"{rec.run.mode} run in `{rec.run.sandbox}` ({rec.run.wall_seconds:.1f} s)", ""]
+    if rec.run.runtime:
+        why = f": {rec.run.runtime_reason}" if rec.run.runtime_reason else ""
+        lines += [f"Runtime `{rec.run.runtime}`{why}.", ""]
+    lines += [student_summary(rec, rules), ""]
     if rec.checks:
         lines += ["## Checks", "", "| check | result | points | details |", "|---|---|---|---|"]
         for c in rec.checks:

@@ -31,6 +31,7 @@ class RunOptions:
     data_root: Path | None = None
     seed: int | None = None
     memory_mb: int | None = None
+    runtime: str | None = None  # the command line's choice (`grade --runtime`); None: assignment, then code
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,8 @@ class Assignment(Frozen):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     title: str
     seed: str | None = None
-    runtime: Literal["keras3", "legacy"] = "keras3"
+    runtime: Literal["auto", "keras3", "legacy"] = Field(
+        default="auto", description="auto: chosen from the submission's code (harness.runtime); keras3 or legacy pin it")
     reference: str
     accepted_names: list[str] = []
     timeout_seconds: int = Field(default=1800, gt=0)

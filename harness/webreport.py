@@ -77,6 +77,12 @@ RULE_HELP: dict[str, tuple[str, str]] = {  # rule: (why it matters, how to fix)
                        "with binary cross-entropy for two classes."),
     "ignored-argument": ("An argument the library silently ignores means the model trained with other "
                          "settings than the code says.", "Use the current argument name (learning_rate=)."),
+    "runtime-mismatch": ("The code was written for the other Keras: the runtime that ran it lacks an API it "
+                         "uses, so the run stopped there.",
+                         "Rewrite that line for the runtime that ran (the finding says how), or ask the instructor "
+                         "to grade it with the runtime the finding names."),
+    "removed-api": ("The code uses an API that Keras removed: neither grading runtime has it.",
+                    "Replace it as the finding says."),
     "overfitting": ("Validation loss rising while training loss falls: the model memorises the training data.",
                     "Fewer epochs, early stopping on validation data, dropout or augmentation."),
     "divergence": ("The loss grew or became NaN: the model did not learn.",

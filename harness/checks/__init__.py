@@ -30,6 +30,12 @@ class Context:
     evaluation: Any = None  # harness.evaluate.Evaluation (not imported: it would be a cycle)
     entry: Path | None = None
     holdout_signatures: np.ndarray | None = None
+    runtime: str = ""  # the runtime that ran (the run stage's record); "" when unknown
+
+    @property
+    def ran_under(self) -> str:
+        """The runtime that ran: the run's record, else the assignment's pin."""
+        return self.runtime or self.assignment.spec.runtime
 
     @property
     def verified_model(self) -> dict[str, Any] | None:
@@ -83,3 +89,4 @@ from harness.checks import leaks as _leaks  # noqa: E402,F401
 from harness.checks import curves as _curves  # noqa: E402,F401
 from harness.checks import training_loops as _training_loops  # noqa: E402,F401
 from harness.checks import habits as _habits  # noqa: E402,F401
+from harness.checks import runtimes as _runtimes  # noqa: E402,F401

@@ -260,17 +260,20 @@ def ignored_argument(ctx: Context) -> list[Finding]:
     found = []
     if not ctx.entry:
         return found
-    legacy = ctx.assignment.spec.runtime == "legacy"
+    legacy = ctx.ran_under == "legacy"
     rates = [c.get("optimizer", {}).get("config", {}).get("learning_rate") for c in ctx.evidence.compiles
              if isinstance(c.get("optimizer"), dict)]
     actual = next((r for r in reversed(rates) if isinstance(r, (int, float))), None)
     for hit in static.optimizer_lr(static.units(ctx.entry)):
         if legacy:
             now = f" (the run trained at {actual:g})" if actual is not None else ""
-            message = (f"{hit.detail}: tf-keras accepts `lr=` and silently ignores it, so the optimizer keeps its "
-                       f"default learning rate{now}. Write learning_rate= instead.")
+            message = (f"{hit.detail}: tf-keras drops `lr=` (it only logs a deprecation warning), so the optimizer "
+                       f"trained at its default learning rate{now}, not at the rate written here. `learning_rate=` "
+                       f"is the argument's name now: write {hit.detail.replace('(lr=', '(learning_rate=', 1)}.")
         else:
-            message = f"{hit.detail}: Keras 3 does not accept `lr=`. Write learning_rate= instead."
+            message = (f"{hit.detail}: Keras 3 does not accept `lr=` (it stops with \"Argument(s) not recognized\"). "
+                       f"`learning_rate=` is the argument's name now: write "
+                       f"{hit.detail.replace('(lr=', '(learning_rate=', 1)}.")
         found.append(Finding(rule="ignored-argument", severity="warning", where=hit.where, message=message))
     return found
 

@@ -199,7 +199,7 @@ def test_scaffold_writes_a_valid_assignment_and_copies_the_reference(tmp_path, s
     assert loaded.spec.reference == "reference/digits.py"
     assert (tmp_path / "course" / "reference" / "digits.py").read_text() == source.read_text()
     assert loaded.spec.data == shipped["mnist-cnn"].spec.data  # guessed from `datasets.mnist`
-    assert loaded.spec.runtime == "keras3"
+    assert loaded.spec.runtime == "auto"  # Keras 3 code: each submission's own code decides
     text = (root / "digits" / "assignment.toml").read_text()
     assert "harness calibrate digits --runs" in text  # the thresholds are placeholders and say so
     assert tomllib.loads(text)["accuracy"] == {"threshold": 0.9, "floor": 0.5}
