@@ -68,14 +68,14 @@ KERAS3_ROOT = {"ops", "random", "config"}  # keras.X: only when X hangs directly
 class Sign:
     key: str  # a key of API
     where: str  # "ox.ipynb cell 7, line 3" or "data.py:12"
-    line: int = 0
+    detail: str = ""  # what was written, where the label says too little: "RMSprop(lr=...)"
 
     @property
     def api(self) -> Api:
         return API[self.key]
 
     def describe(self) -> str:
-        return f"{self.api.label} at {self.where}"
+        return f"{self.detail or self.api.label} at {self.where}"
 
 
 @dataclass(frozen=True)
@@ -113,8 +113,9 @@ def _bindings(units: list[static.Unit]) -> tuple[bool, set[str]]:
     return tf_bound, image_aliases
 
 
-def _signs_of(unit: static.Unit, tf_bound: bool, image_aliases: set[str]) -> list[tuple[str, int]]:
-    found: list[tuple[str, int]] = []
+def _signs_of(unit: static.Unit, tf_bound: bool, image_aliases: set[str]) -> list[tuple[str, int, str]]:
+    """(key of API, line, detail) of each sign in one unit."""
+    found: list[tuple] = []
     for node in ast.walk(unit.tree):
         line = getattr(node, "lineno", 0)
         if isinstance(node, ast.ImportFrom):
@@ -170,7 +171,7 @@ def _signs_of(unit: static.Unit, tf_bound: bool, image_aliases: set[str]) -> lis
             name = static._name(node.func)
             keywords = {kw.arg for kw in node.keywords}
             if name in static.OPTIMIZERS and "lr" in keywords:
-                found.append(("lr", line))
+                found.append(("lr", line, f"{name}(lr=...)"))
             if name == "Model" and keywords & {"input", "output"}:
                 found.append(("Model(input=, output=)", line))
     return found
@@ -187,11 +188,11 @@ def signs(units: list[static.Unit], entry_name: str) -> list[Sign]:
     tf_bound, image_aliases = _bindings(units)
     out, seen = [], set()
     for unit in units:
-        for key, line in sorted(_signs_of(unit, tf_bound, image_aliases), key=lambda hit: hit[1]):
+        for key, line, *detail in sorted(_signs_of(unit, tf_bound, image_aliases), key=lambda hit: hit[1]):
             where = _where(entry_name, unit, line)
             if (key, where) not in seen:
                 seen.add((key, where))
-                out.append(Sign(key, where, line))
+                out.append(Sign(key, where, *detail))
     return out
 
 

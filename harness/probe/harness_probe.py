@@ -229,6 +229,8 @@ def describe_optimizer(optimizer):
         config = optimizer.get_config()
         for key, value in config.items():
             plain = _plain(value)
+            if plain is None and type(value).__module__ == "numpy" and getattr(value, "shape", None) == ():
+                plain = _plain(value.item())  # tf-keras gives its hyperparameters (learning_rate) as NumPy scalars
             if plain is not None:
                 out["config"][key] = plain
             elif isinstance(value, dict) and "class_name" in value:
