@@ -23,6 +23,17 @@ def test_shipped_schema_is_up_to_date():
     assert json.loads(record.SCHEMA_PATH.read_text()) == record.json_schema(), "run `harness schema`"
 
 
+def test_a_record_written_before_runtime_reasons_still_loads(tmp_path):
+    """Records from before `run.runtime_reason` (schema_version 1 all along: the field is optional) load and
+    validate, so `harness rescore` and the reports still read them."""
+    data = sample().model_dump(mode="json")
+    del data["run"]["runtime_reason"]
+    path = tmp_path / "alice" / "mnist-cnn.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(data))
+    assert record.load(path).run.runtime_reason is None
+
+
 def test_round_trip(tmp_path):
     path = tmp_path / "alice" / "mnist-cnn.json"
     record.save(sample(), path)
