@@ -6,7 +6,7 @@ detection from the submission's code: notebook cells and modules parsed with `as
 or a string that says `fit_generator` does not count), looking for APIs that only one runtime has.
 The choice comes with a reason naming the evidence, kept in the record (`run.runtime_reason`).
 
-`API` lists, per name, which runtime has it; `tests/integration/test_runtime_apis.py` checks the table
+`API` lists, per name, which runtime has it; `tests/integration/test_runtimes.py` checks the table
 against the installed Keras 3 and tf-keras. The same table explains a run that stopped on an API error
 (`explain`): the `runtime-mismatch` finding says which runtime would run the code. Pure: no TensorFlow.
 """

@@ -17,7 +17,8 @@ def _errors(ctx: Context) -> list[tuple[str, str | None]]:
     out = []
     for d in ev.driver:
         if d.get("kind") == "cell_error":
-            out.append((f"{d.get('ename')}: {d.get('evalue')}", located[-1] if located else f"cell {d.get('index', 0) + 1}"))
+            where = located[-1] if located else f"cell {d.get('index', 0) + 1}"
+            out.append((f"{d.get('ename')}: {d.get('evalue')}", where))
     for e in ev.exceptions:
         out.append((f"{e.get('type')}: {e.get('message')}", ev.where(e.get("where"))))
     return out
