@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import static
+from harness.discover import printable
 
 RUNTIMES = ("keras3", "legacy")
 DEFAULT = "keras3"  # detection that finds no sign runs the current Keras
@@ -177,10 +178,14 @@ def _signs_of(unit: static.Unit, tf_bound: bool, image_aliases: set[str]) -> lis
     return found
 
 
+MAX_NAME = 120  # a file name in a reason: the student chose it
+
+
 def _where(entry_name: str, unit: static.Unit, line: int) -> str:
-    if unit.cell is not None:
-        return f"{entry_name} {unit.where(line)}"
-    return unit.where(line)
+    name = entry_name if unit.cell is not None else unit.file or ""
+    name = printable(name).replace("\n", " ")
+    name = name if len(name) <= MAX_NAME else "..." + name[-MAX_NAME:]
+    return f"{name} cell {unit.cell + 1}, line {line}" if unit.cell is not None else f"{name}:{line}"
 
 
 def signs(units: list[static.Unit], entry_name: str) -> list[Sign]:
