@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from harness import runtime
 from harness.checks import Context, Outcome, register
 from harness.checks import architecture as arch
 from harness.record import Check, Finding
@@ -69,6 +70,12 @@ def hint(ctx: Context, message: str) -> str:
         else:
             why = "it exists only on your machine: "
         return f" The path {found!r} cannot be served: {why}{served}."
+    explained = runtime.explain(message, ctx.ran_under)
+    if explained is not None:
+        if explained.would_run:
+            return (f" The {explained.would_run} runtime would run it: this run used {runtime.NAMES[ctx.ran_under]} "
+                    f"(see the runtime-mismatch finding).")
+        return " Neither Keras 3 nor tf-keras has it any more (see the removed-api finding)."
     module = MISSING_MODULE.search(message)
     if module:
         name = module.group(1).split(".")[0]

@@ -65,6 +65,7 @@ def test_forced_keras3_stops_and_says_legacy_would_run_it(student, grade):
     assert "keras.preprocessing.image.ImageDataGenerator" in mismatch["message"]
     assert "the legacy runtime would run this code" in mismatch["message"]
     assert "`grade --runtime legacy`" in mismatch["message"]
+    assert "The legacy runtime would run it: this run used Keras 3" in rec["summary"]
 
 
 def test_forced_legacy_stops_on_a_keras3_layer_and_says_keras3_would_run_it(student, grade):
@@ -75,6 +76,7 @@ def test_forced_legacy_stops_on_a_keras3_layer_and_says_keras3_would_run_it(stud
     (mismatch,) = [f for f in rec["findings"] if f["rule"] == "runtime-mismatch"]
     assert mismatch["where"] == _where(nb, "RandAugment(")
     assert "layers.RandAugment" in mismatch["message"] and "the keras3 runtime would run this code" in mismatch["message"]
+    assert "The keras3 runtime would run it" in rec["summary"]
 
 
 PROBE = r"""
