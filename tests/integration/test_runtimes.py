@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import FIXTURES, ROOT, as_notebook
+from conftest import FIXTURES, as_notebook
 
 pytestmark = pytest.mark.integration
 RUNTIMES = FIXTURES / "runtimes"
@@ -124,11 +124,11 @@ TRIED = ("lr", "Model(input=, output=)")
 
 
 @pytest.mark.parametrize("name", ["keras3", "legacy"])
-def test_the_api_table_matches_the_installed_runtime(name):
+def test_the_api_table_matches_the_installed_runtime(name, tmp_path):
     from harness import runtime
     paths = {key: PATHS.get(key, f"layers.{key}") for key in runtime.API if key not in TRIED}
     modules = [f"layers.{m}" for m in runtime.KERAS2_MODULES]
-    env = {"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3", "HOME": str(ROOT)}
+    env = {"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3", "HOME": str(tmp_path)}
     run = subprocess.run([sys.executable, "-c", PROBE, name, json.dumps([*paths.values(), *modules])],
                          capture_output=True, text=True, env=env, check=True)
     seen = json.loads(run.stdout.splitlines()[-1])
