@@ -324,11 +324,54 @@ def project_wheel(dest: Path, root: Path = ROOT) -> Path:
 
 # ---------------------------------------------------------------- the grading image
 
-def _place(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
+WHEELHOUSE_HOST = "harness-wheelhouse"  # the Dockerfile's pip reads the wheels from http://HOST:PORT/
+WHEELHOUSE_PORT = 47999  # fixed: the URL is part of the build cache key of the heavy layer
+
+
+class _Serve:
+    """Serves `wheels` over HTTP on the docker bridge's gateway for the length of a build, so the wheels reach the
+    build container without a layer of their own (the legacy builder has no build-time mounts)."""
+
+    def __init__(self, client, wheels: list[Path], folder: Path):
+        import http.server
+        import ipaddress
+        import threading
+        from functools import partial
+
+        for wheel in wheels:
+            try:
+                os.link(wheel, folder / wheel.name)
+            except OSError:
+                shutil.copyfile(wheel, folder / wheel.name)
+        subnet = client.networks.get("bridge").attrs["IPAM"]["Config"][0]
+        self.address = subnet.get("Gateway") or str(next(ipaddress.ip_network(subnet["Subnet"]).hosts()))
+        port = int(os.environ.get("HARNESS_WHEELHOUSE_PORT", WHEELHOUSE_PORT))
+
+        class Quiet(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+        for attempt in range(30):  # a connection of the last build may hold the port for a while
+            try:
+                self.server = http.server.ThreadingHTTPServer((self.address, port),
+                                                              partial(Quiet, directory=str(folder)))
+                break
+            except OSError as exc:
+                error = exc
+                time.sleep(1)
+        else:
+            raise InfrastructureError(f"the wheelhouse cannot be served on {self.address}:{port} ({error}): another "
+                                      f"image build may be running; wait for it, or set HARNESS_WHEELHOUSE_PORT")
+        self.port = port
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "_Serve":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def build(client, base: str | None = None, no_cache: bool = False, cache: Path | None = None,
@@ -346,19 +389,19 @@ def build(client, base: str | None = None, no_cache: bool = False, cache: Path |
         cache = default_cache()
     started = time.monotonic()
     wheels = wheelhouse(cache / "wheelhouse", root, log)
-    with tempfile.TemporaryDirectory(prefix="cnn-harness-context-", dir=cache) as tmp:
-        context = Path(tmp)
-        (context / "wheels").mkdir()
-        (context / "project").mkdir()
-        for wheel in wheels:
-            _place(wheel, context / "wheels" / wheel.name)
+    with tempfile.TemporaryDirectory(prefix="cnn-harness-build-", dir=cache) as tmp:
+        context, served = Path(tmp) / "context", Path(tmp) / "wheels"
+        (context / "project").mkdir(parents=True)
+        served.mkdir()
         project_wheel(context / "project", root)
         shutil.copyfile(root / LOCK, context / "requirements.lock")
         shutil.copyfile(root / DOCKERFILE, context / "Dockerfile")
-        log(f"building {tag} on {base} ...")
-        _stream(client.api.build(path=str(context), tag=tag, buildargs={"BASE_IMAGE": base}, nocache=no_cache,
-                                 rm=True, forcerm=True, pull=False, decode=True,
-                                 labels={f"{LABEL}.tag": tag, f"{LABEL}.base": base}), log)
+        with _Serve(client, wheels, served) as serve:
+            log(f"building {tag} on {base} ...")
+            _stream(client.api.build(path=str(context), tag=tag, buildargs={"BASE_IMAGE": base}, nocache=no_cache,
+                                     rm=True, forcerm=True, pull=False, decode=True,
+                                     extra_hosts={WHEELHOUSE_HOST: serve.address},
+                                     labels={f"{LABEL}.tag": tag, f"{LABEL}.base": base}), log)
     log(f"{tag}: built in {time.monotonic() - started:.0f} s; checking it ...")
     check(client, tag)
     log(f"{tag}: ready ({client.images.get(tag).attrs['Size'] / 1e9:.2f} GB)")
@@ -409,7 +452,9 @@ def run_check(client, tag: str, runtime: str) -> str:
 
 def check(client, tag: str) -> list[str]:
     """Both runtimes import in the image, with no network, as the student user, with the probe's legacy switch."""
-    return [run_check(client, tag, runtime) for runtime in ("keras3", "legacy")]
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(lambda runtime: run_check(client, tag, runtime), ("keras3", "legacy")))
 
 
 # ---------------------------------------------------------------- command line
