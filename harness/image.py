@@ -49,11 +49,9 @@ def base_image() -> str:
 # ---------------------------------------------------------------- the engine
 
 def engine_unavailable_reason() -> str | None:
-    """Why no Docker Engine can be used here, or None when one answers. The one reason tests skip with."""
-    try:
-        import docker
-    except ImportError:
-        return "the Docker SDK for Python (`docker` package) is not installed: run `make install`"
+    """Why no Docker Engine can be used here, or None when one answers. The one reason tests skip with.
+    (The Docker SDK is a dependency of the project: without it this raises ImportError, it is no reason to skip.)"""
+    import docker
     try:
         client = docker.from_env(timeout=10)
         client.ping()
@@ -125,7 +123,8 @@ def required_tag(client=None, base: str | None = None, root: Path = ROOT) -> str
     client = client or connect()
     base_id = _image_id(client, base)
     if base_id is None:
-        raise InfrastructureError(f"the base image {base} is not on this machine; {BUILD_HINT}")
+        fix = BUILD_HINT if base == BASE_IMAGE else f"pull or load it first (`docker pull {base}`), then build"
+        raise InfrastructureError(f"the base image {base} is not on this machine; {fix}")
     return tag_for(inputs(root), base_id)
 
 
@@ -403,6 +402,7 @@ def build(client, base: str | None = None, no_cache: bool = False, cache: Path |
                                      extra_hosts={WHEELHOUSE_HOST: serve.address},
                                      labels={f"{LABEL}.tag": tag, f"{LABEL}.base": base}), log)
     log(f"{tag}: built in {time.monotonic() - started:.0f} s; checking it ...")
+    client.images.prune(filters={"dangling": True, "label": f"{LABEL}.tag"})  # ours, replaced by a --no-cache build
     check(client, tag)
     log(f"{tag}: ready ({client.images.get(tag).attrs['Size'] / 1e9:.2f} GB)")
     return tag

@@ -73,6 +73,6 @@ def test_ensure_present_never_builds_and_says_what_to_run(engine, tmp_path):
     before = {i.id for i in engine.images.list()}
     with pytest.raises(InfrastructureError, match=r"is not built; run `harness image build`"):
         image.ensure_present(engine, root=copy)
-    with pytest.raises(InfrastructureError, match=r"base image nothing-here:x is not on this machine; run `harness"):
+    with pytest.raises(InfrastructureError, match=r"base image nothing-here:x is not on this machine; pull or load"):
         image.ensure_present(engine, base="nothing-here:x")
     assert {i.id for i in engine.images.list()} == before
