@@ -31,6 +31,7 @@ class RunOptions:
     data_root: Path | None = None
     seed: int | None = None
     memory_mb: int | None = None
+    gpu_ids: tuple[str, ...] = ()  # the GPUs this job alone may use (given by the class run's pool)
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,7 @@ def run(job: Job, assignment: LoadedAssignment, sandbox: Sandbox, prepared: Prep
     }
     if spec.runtime == "legacy":
         env["TF_USE_LEGACY_KERAS"] = "1"
+    env["CUDA_VISIBLE_DEVICES"] = ",".join(options.gpu_ids)  # none unless the pool gave this job GPUs
     if options.seed is not None:
         env["HARNESS_SEED"] = str(options.seed)
         env["PYTHONHASHSEED"] = str(options.seed)
