@@ -58,7 +58,7 @@ class RayExecutor:
                       for n in ray.nodes() if n.get("Alive")]
         if not self.nodes:
             raise InfrastructureError("the Ray cluster has no live node; start workers with `ray start --address ...`")
-        self._remote = ray.remote(_call).options(max_retries=0)
+        self._remote = ray.remote(max_retries=0)(_call)
 
     def start(self, requests: list[JobRequest]) -> int:
         self._connect()
