@@ -170,6 +170,7 @@ def rescore_all(out: Path, assignments: dict[str, LoadedAssignment], options: Gr
                        files=old.submission.files, assignment_digest=old.submission.assignment_digest)
         rec = judge(info, loaded, folder, _holdout_signatures(loaded, GradeOptions(
             quick=quick, out=out, cache=options.cache, data_root=options.data_root)))
+        rec = rec.model_copy(update={"run": rec.run.model_copy(update={"gpu_ids": old.run.gpu_ids})})
         record.save(rec, path)
         reports.write_markdown(rec, path.with_suffix(".md"), loaded.spec.report)
         if progress:

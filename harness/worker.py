@@ -23,7 +23,7 @@ from harness.errors import HarnessError
 from harness.record import Record
 from harness.resources import JobResources
 from harness.run import scan
-from harness.sandbox import Sandbox
+from harness.sandbox import Sandbox, leftovers
 from harness.sandbox.base import STOPPING, Interrupted
 from harness.spec import LoadedAssignment
 
@@ -139,7 +139,9 @@ def run_task(task: JobTask, resources: JobResources) -> Outcome:
     if problem:
         rec = grading._operator_error(task.job, task.sandbox, options, problem)
         return Outcome(record=rec, infra=True, resources=resources, host=host)
+    _sweep_once()
     with tempfile.TemporaryDirectory(prefix="harness-remote-") as tmp:
+        leftovers.claim(Path(tmp))
         folder = Path(tmp) / "submission" / "s"
         _unpack(task.submission, folder)
         job = task.job
@@ -150,6 +152,20 @@ def run_task(task: JobTask, resources: JobResources) -> Outcome:
         evidence = grading.evidence_folder(out, job.student, job.assignment)
         files = pack_folder(evidence) if evidence.is_dir() else {}
     return Outcome(record=_with_gpus(rec, resources), infra=infra, resources=resources, evidence=files, host=host)
+
+
+_swept: set[int] = set()
+
+
+def _sweep_once() -> None:
+    """A worker process sweeps what killed runs left on its machine before its first job."""
+    if os.getpid() in _swept:
+        return
+    _swept.add(os.getpid())
+    try:
+        leftovers.sweep()
+    except Exception:  # what is left stays; the job runs
+        pass
 
 
 def _with_gpus(rec: Record, resources: JobResources) -> Record:
