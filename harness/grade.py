@@ -389,6 +389,9 @@ def grade_all(jobs: list[Job], assignments: dict[str, LoadedAssignment], sandbox
         try:
             path = record_path(options.out, job.student, job.assignment)
             rec = None if options.force else _unchanged(path, job, assignments, options, sandbox)
+            if rec is not None and not path.with_suffix(".md").exists():  # killed between the record and its report
+                loaded = assignments.get(job.assignment)
+                reports.write_markdown(rec, path.with_suffix(".md"), loaded.spec.report if loaded else None)
             if rec is None:
                 if STOPPING.is_set():
                     return None  # not started: a resumed run grades it

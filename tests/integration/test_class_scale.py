@@ -78,6 +78,7 @@ def test_a_class_run_killed_halfway_resumes_whole(tmp_path):
         rec = record.load(path)
         assert rec.status == "no-model" and rec.student == name
         assert len(list(path.parent.glob("*.json"))) == 1
+        assert path.with_suffix(".md").is_file() and (path.parent / "mnist-cnn.evidence" / "run.json").is_file()
     for name, (inode, mtime, data) in kept.items():
         path = after[name]
         assert (path.stat().st_ino, path.stat().st_mtime_ns, path.read_bytes()) == (inode, mtime, data), \

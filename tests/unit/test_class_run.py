@@ -195,3 +195,16 @@ def test_a_job_asking_for_more_gpus_than_the_machine_has_gets_an_error_record_at
         assert "not the student's fault" in rec.summary
     again, _ = grade_all(jobs, assignments, FakeSandbox(), options)
     assert [r.status for r in again] == ["error", "error"] and ran == [], "an error record is not a cached grade"
+
+
+def test_a_record_whose_report_a_kill_prevented_gets_its_report_without_a_new_run(tmp_path, assignments,
+                                                                                  monkeypatch):
+    jobs = discover([make_class(tmp_path, ["ann"])], assignments)
+    ran = []
+    monkeypatch.setattr(grading, "grade_job", lambda job, *a: ran.append(job.student) or fake_record(job))
+    options = GradeOptions(quick=True, out=tmp_path / "out", cache=tmp_path / "cache")
+    grade_all(jobs, assignments, FakeSandbox(), options)
+    report = record_path(options.out, "ann", "ox").with_suffix(".md")
+    report.unlink()
+    grade_all(jobs, assignments, FakeSandbox(), options)
+    assert ran == ["ann"] and report.is_file()
