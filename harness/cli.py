@@ -91,7 +91,7 @@ def _grade(argv: list[str]) -> int:
     parser.add_argument("--address", default=None, help="the Ray cluster's address (--executor ray; default "
                         "$RAY_ADDRESS, a cluster started on this machine, or a new local one)")
     parser.add_argument("--gpus", type=int, default=None, metavar="N",
-                        help="GPUs this machine has (default: CUDA_VISIBLE_DEVICES or nvidia-smi)")
+                        help="GPUs this machine has, for the local pool (default: CUDA_VISIBLE_DEVICES or nvidia-smi)")
     parser.add_argument("--data-root", type=Path, default=None, help="prepared datasets (default $HARNESS_DATA_ROOT)")
     parser.add_argument("--force", action="store_true", help="grade again even if an up-to-date record exists")
     parser.add_argument("--memory", type=int, default=None, metavar="MB", help="memory limit per job (default: from the assignment)")
