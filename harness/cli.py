@@ -42,6 +42,18 @@ def pick_sandbox(name: str):
     return chosen
 
 
+def _jobs(text: str) -> int | None:
+    if text == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of jobs or 'auto'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("--jobs must be at least 1")
+    return value
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--assignments", type=Path, default=None, help="folder of assignments (default ./assignments)")
     parser.add_argument("--sandbox", default="bwrap", help="bwrap (default) or process (isolates nothing)")
@@ -73,7 +85,13 @@ def _grade(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="stop at the first fit: architecture only, seconds")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="where records go (default ./reports)")
     parser.add_argument("--assignment", default=None, help="grade only this assignment")
-    parser.add_argument("--jobs", type=int, default=1, help="jobs at once (default 1)")
+    parser.add_argument("--jobs", type=_jobs, default=None, metavar="N|auto",
+                        help="at most N jobs at once (default auto: what the CPUs, memory and GPUs hold)")
+    parser.add_argument("--executor", default="local", help="where jobs run: local (default) or ray")
+    parser.add_argument("--address", default=None, help="the Ray cluster's address (--executor ray; default "
+                        "$RAY_ADDRESS, a cluster started on this machine, or a new local one)")
+    parser.add_argument("--gpus", type=int, default=None, metavar="N",
+                        help="GPUs this machine has, for the local pool (default: CUDA_VISIBLE_DEVICES or nvidia-smi)")
     parser.add_argument("--data-root", type=Path, default=None, help="prepared datasets (default $HARNESS_DATA_ROOT)")
     parser.add_argument("--force", action="store_true", help="grade again even if an up-to-date record exists")
     parser.add_argument("--memory", type=int, default=None, metavar="MB", help="memory limit per job (default: from the assignment)")
@@ -95,6 +113,11 @@ def _grade(argv: list[str]) -> int:
     for job in jobs:
         record_path(args.out, job.student, job.assignment)  # every record lands under --out, or nothing runs
     chosen = pick_sandbox(args.sandbox)
+    from harness import executors
+    if args.executor not in executors.names():
+        raise UsageError(f"unknown executor {args.executor!r}; choose one of: {', '.join(executors.names())}")
+    if args.gpus is not None and args.gpus < 0:
+        raise UsageError("--gpus must be 0 or more")
     missing = [a for a in {j.assignment for j in jobs} if a in assignments and assignments[a].expected is None]
     if missing:
         raise InfrastructureError(f"assignments not calibrated: {', '.join(sorted(missing))}; the instructor "
@@ -102,7 +125,8 @@ def _grade(argv: list[str]) -> int:
     # a dataset that is not prepared is checked per job: those jobs get an error record, the rest are graded
     options = GradeOptions(quick=args.quick, out=args.out, cache=default_cache(), timeout=args.timeout,
                            data_root=args.data_root, jobs=args.jobs, force=args.force,
-                           memory_mb=args.memory, runtime=args.runtime)
+                           memory_mb=args.memory, runtime=args.runtime, executor=args.executor,
+                           address=args.address, gpus=args.gpus)
 
     from rich.console import Console
     from rich.text import Text

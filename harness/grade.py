@@ -37,11 +37,15 @@ class GradeOptions:
     cache: Path
     timeout: float | None = None
     data_root: Path | None = None
-    jobs: int = 1
+    jobs: int | None = 1  # jobs at once; None: what the machine (or cluster) holds
     seed: int | None = None
     force: bool = False
     memory_mb: int | None = None
     runtime: str | None = None  # `--runtime keras3|legacy`: over the assignment and the code
+    executor: str = "local"  # where jobs run (harness.executors): local or ray
+    address: str | None = None  # the Ray cluster's address
+    gpus: int | None = None  # this machine's GPU count, overriding what is detected
+    gpu_ids: tuple[str, ...] = ()  # set per job by the executor: the GPUs this job alone may use
 
 
 def record_path(out: Path, student: str, assignment: str) -> Path:
@@ -118,8 +122,8 @@ def evidence_folder(out: Path, student: str, assignment: str) -> Path:
     return record_path(out, student, assignment).with_suffix(".evidence")
 
 
-def grade_job(job: Job, assignments: dict[str, LoadedAssignment], sandbox: Sandbox, options: GradeOptions) -> Record:
-    """Run stage (student code in a sandbox, trusted reading of its model file), then judge stage."""
+def refused(job: Job, assignments: dict[str, LoadedAssignment], sandbox: Sandbox, options: GradeOptions) -> Record | None:
+    """The record of a submission that is not run at all (no entry, unknown assignment, too large, broken file)."""
     loaded = assignments.get(job.assignment)
     if job.problem or loaded is None or job.entry is None:
         return _invalid(job, job.problem or f"unknown assignment {job.assignment}", sandbox, options)
@@ -127,11 +131,21 @@ def grade_job(job: Job, assignments: dict[str, LoadedAssignment], sandbox: Sandb
     if problem:
         return _invalid(job, problem, sandbox, options, options.runtime or
                         (loaded.spec.runtime if loaded.spec.runtime != "auto" else ""))
+    return None
+
+
+def grade_job(job: Job, assignments: dict[str, LoadedAssignment], sandbox: Sandbox, options: GradeOptions) -> Record:
+    """Run stage (student code in a sandbox, trusted reading of its model file), then judge stage."""
+    early = refused(job, assignments, sandbox, options)
+    if early is not None:
+        return early
+    loaded = assignments[job.assignment]
+    assert job.entry is not None
     folder = evidence_folder(options.out, job.student, job.assignment)
     execute(job, loaded, sandbox,
             RunOptions(quick=options.quick, timeout=options.timeout, cache=options.cache,
                        data_root=options.data_root, seed=options.seed, memory_mb=options.memory_mb,
-                       runtime=options.runtime),
+                       runtime=options.runtime, gpu_ids=options.gpu_ids),
             options.data_root, folder)
     info = JobInfo(student=job.student, assignment=job.assignment, entry=job.entry.name,
                    files=submission_files(job.folder), assignment_digest=assignment_digest(loaded))
@@ -158,6 +172,7 @@ def rescore_all(out: Path, assignments: dict[str, LoadedAssignment], options: Gr
                        files=old.submission.files, assignment_digest=old.submission.assignment_digest)
         rec = judge(info, loaded, folder, _holdout_signatures(loaded, GradeOptions(
             quick=quick, out=out, cache=options.cache, data_root=options.data_root)))
+        rec = rec.model_copy(update={"run": rec.run.model_copy(update={"gpu_ids": old.run.gpu_ids})})
         record.save(rec, path)
         reports.write_markdown(rec, path.with_suffix(".md"), loaded.spec.report)
         if progress:
@@ -296,16 +311,46 @@ def _say(message: str) -> None:
         pass
 
 
+def _unfit(job: Job, sandbox: Sandbox, options: GradeOptions, reason: str) -> Record:
+    """A job that can never run where it was sent (more GPUs or memory than there is): the operator must act."""
+    return _invalid(job, "", sandbox, options).model_copy(update={
+        "status": "error",
+        "summary": f"Not graded: {reason}. This is not the student's fault."})
+
+
+def sweep_leftovers(out: Path) -> None:
+    """Before a class run: remove what a killed run left (its cgroups, mounts, job folders, record temp files)."""
+    from harness.sandbox import leftovers
+    try:
+        removed = leftovers.sweep()
+        for path in leftovers.stale_record_files(out) if out.is_dir() else []:
+            path.unlink(missing_ok=True)
+            removed.append(f"file {path}")
+    except Exception as exc:  # a sweep that fails leaves what it found; grading goes on
+        _say(f"warning: leftovers of an earlier run could not all be removed ({exc})")
+        return
+    if removed:
+        _say(f"note: removed {len(removed)} leftover(s) of a run that was killed: " + "; ".join(removed[:5])
+             + (" ..." if len(removed) > 5 else ""))
+
+
 def grade_all(jobs: list[Job], assignments: dict[str, LoadedAssignment], sandbox: Sandbox,
               options: GradeOptions, progress: Callable[[Job, Record], None] | None = None) -> tuple[list[Record], int]:
     """Grade every job; returns the records and how many could not be graded because of the harness or
     the machine (exit 3). Every per-job step (cache, run, record, report, progress) is guarded: one job's
-    failure never stops the class run. Ctrl-C: running jobs get an `interrupted` record, no job or
-    evaluation starts, and KeyboardInterrupt is raised again once they are recorded."""
+    failure never stops the class run. Jobs run on `options.executor` (harness.executors), each when the
+    resources it asks for are free; the resume cache, records, evidence and progress stay here. Ctrl-C:
+    running jobs get an `interrupted` record, no job or evaluation starts, and KeyboardInterrupt is raised
+    again once they are recorded."""
+    from harness import executors, resources, worker
     STOPPING.clear()
+    sweep_leftovers(options.out)
     counter = threading.Lock()
     internal = 0
     datasets: dict[str, str | None] = {}
+    executor = executors.get(options.executor, executors.ExecutorSettings(
+        jobs=options.jobs, address=options.address, gpus=options.gpus))
+    requests = {job: resources.request_for(assignments.get(job.assignment), options.memory_mb) for job in jobs}
 
     def not_prepared(loaded: LoadedAssignment | None) -> str | None:
         if options.quick or loaded is None:
@@ -320,27 +365,25 @@ def grade_all(jobs: list[Job], assignments: dict[str, LoadedAssignment], sandbox
                 datasets[name] = str(exc)
         return datasets[name]
 
-    def graded(job: Job) -> tuple[Record, bool]:
-        """(record, whether the harness or the machine is at fault)."""
-        loaded = assignments.get(job.assignment)
-        problem = not_prepared(loaded) if job.entry is not None and job.problem is None else None
+    def graded(job: Job) -> tuple[Record, bool] | None:
+        """(record, whether the harness or the machine is at fault); None when stopped before it started."""
+        early = refused(job, assignments, sandbox, options)
+        if early is not None:
+            return early, False
+        problem = not_prepared(assignments.get(job.assignment))
         if problem:
             return _operator_error(job, sandbox, options, problem), True
-        try:
-            rec = grade_job(job, assignments, sandbox, options)
-        except Interrupted:
-            return _interrupted(job, sandbox, options), False
-        except HarnessError as exc:  # said who must act: the machine, the assignment, evaluation
-            if STOPPING.is_set():
-                return _interrupted(job, sandbox, options), False
-            return _operator_error(job, sandbox, options, str(exc).rstrip(".")), True
-        except Exception as exc:  # one job's harness failure must not stop the class run
-            if STOPPING.is_set():
-                return _interrupted(job, sandbox, options), False
-            return _internal_error(job, sandbox, options, exc), True
-        if STOPPING.is_set():  # it ran while Ctrl-C killed its sandbox: its result says nothing
-            return _interrupted(job, sandbox, options), False
-        return rec, False
+        unfit = executor.refusal(requests[job])
+        if unfit:
+            return _unfit(job, sandbox, options, unfit), True
+        task = worker.JobTask(job=job, assignment=assignments.get(job.assignment), sandbox=sandbox, options=options,
+                              submission=worker.pack_submission(job) if executor.remote else None)
+        outcome = executor.run(requests[job], worker.run_task, task)
+        if outcome is None:
+            return None
+        if outcome.evidence is not None:
+            worker.write_evidence(outcome.evidence, evidence_folder(options.out, job.student, job.assignment))
+        return outcome.record, outcome.infra
 
     def one(job: Job) -> Record | None:
         nonlocal internal
@@ -348,10 +391,16 @@ def grade_all(jobs: list[Job], assignments: dict[str, LoadedAssignment], sandbox
         try:
             path = record_path(options.out, job.student, job.assignment)
             rec = None if options.force else _unchanged(path, job, assignments, options, sandbox)
+            if rec is not None and not path.with_suffix(".md").exists():  # killed between the record and its report
+                loaded = assignments.get(job.assignment)
+                reports.write_markdown(rec, path.with_suffix(".md"), loaded.spec.report if loaded else None)
             if rec is None:
                 if STOPPING.is_set():
                     return None  # not started: a resumed run grades it
-                rec, infra = graded(job)
+                done = graded(job)
+                if done is None:
+                    return None
+                rec, infra = done
                 rec = _finish(rec, job, assignments, options, sandbox)
                 if infra:
                     with counter:
@@ -376,7 +425,14 @@ def grade_all(jobs: list[Job], assignments: dict[str, LoadedAssignment], sandbox
                 _say(f"warning: progress output failed for {job.student}/{job.assignment}: {exc}")
         return rec
 
-    pool = ThreadPoolExecutor(max_workers=max(1, options.jobs))
+    try:
+        workers = executor.start(list(requests.values()))
+        if len(jobs) > 1:
+            _say(f"Jobs run on {executor.describe()}")
+        pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs) or 1)))
+    except BaseException:
+        executor.close()
+        raise
     futures = []
     try:
         for job in jobs:
@@ -384,10 +440,13 @@ def grade_all(jobs: list[Job], assignments: dict[str, LoadedAssignment], sandbox
         records = [f.result() for f in futures]
     except KeyboardInterrupt:
         stop_all()
+        executor.stop()
         pool.shutdown(wait=False, cancel_futures=True)
         wait([f for f in futures if not f.cancelled()], timeout=120)  # running jobs write "interrupted"
+        executor.close()
         raise
     pool.shutdown()
+    executor.close()
     return [r for r in records if r is not None], internal
 
 

@@ -79,6 +79,7 @@ class RunInfo(Frozen):
     peak_memory_mb: float | None
     exit_code: int | None
     evaluation_seconds: float | None = None
+    gpu_ids: list[str] = Field(default=[], description="the GPUs the class run's pool gave this job alone")
 
 
 class SubmissionInfo(Frozen):

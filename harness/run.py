@@ -32,6 +32,7 @@ class RunOptions:
     seed: int | None = None
     memory_mb: int | None = None
     runtime: str | None = None  # the command line's choice (`grade --runtime`); None: assignment, then code
+    gpu_ids: tuple[str, ...] = ()  # the GPUs this job alone may use (given by the class run's pool)
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,7 @@ def run(job: Job, assignment: LoadedAssignment, sandbox: Sandbox, prepared: Prep
     }
     if spec.runtime == "legacy":
         env["TF_USE_LEGACY_KERAS"] = "1"
+    env["CUDA_VISIBLE_DEVICES"] = ",".join(options.gpu_ids)  # none unless the pool gave this job GPUs
     if options.seed is not None:
         env["HARNESS_SEED"] = str(options.seed)
         env["PYTHONHASHSEED"] = str(options.seed)

@@ -74,6 +74,14 @@ class ReportRules(Frozen):
     private_checks: list[str] = ["holdout-accuracy"]
 
 
+class Resources(Frozen):
+    """What one job asks of the machine while it runs (besides `memory_mb`): the class-run pool and the Ray
+    executor start a job only when this is free, and give it GPUs no other running job has."""
+
+    cpus: float = Field(default=1, gt=0, le=256, description="CPU cores per job")
+    gpus: int = Field(default=0, ge=0, le=64, description="GPUs per job")
+
+
 class Assignment(Frozen):
     schema_version: Literal[1]
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
@@ -92,6 +100,7 @@ class Assignment(Frozen):
     architecture: ArchitectureRules = ArchitectureRules()
     accuracy: AccuracyRules
     report: ReportRules = ReportRules()
+    resources: Resources = Resources()
 
     def entry_names(self) -> list[str]:
         return [f"{self.id}.ipynb", f"{self.id}.py", *self.accepted_names]

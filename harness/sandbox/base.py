@@ -13,6 +13,7 @@ from typing import Callable, Protocol
 
 from harness.errors import HarnessError, UsageError
 from harness.sandbox import limits as cgroups
+from harness.sandbox.leftovers import claim
 
 
 @dataclass(frozen=True)
@@ -286,6 +287,7 @@ def supervise(argv: list[str], request: SandboxRequest, name: str, env: dict[str
     """
     if STOPPING.is_set():
         raise Interrupted("grading was interrupted; no new job is started")
+    claim(request.job_dir)  # a run killed from here on leaves this folder to the next run's sweep
     group = cgroups.create(request.limits)
     # without a pids cgroup, RLIMIT_NPROC is the fallback (it does not bind root)
     preexec = set_rlimits(request.limits, nproc=not group.enforced and os.getuid() != 0)

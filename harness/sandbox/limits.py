@@ -14,7 +14,14 @@ import time
 import uuid
 from pathlib import Path
 
+from harness.sandbox.leftovers import owner
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _name() -> str:
+    """`harness-<owner>-<hex>`: the sweep of a later run removes it once its owner is gone (`leftovers`)."""
+    return f"harness-{owner()}-{uuid.uuid4().hex[:12]}"
 
 
 class NullGroup:
@@ -50,7 +57,7 @@ class V1Group(NullGroup):
     enforced = True
 
     def __init__(self, memory_mb: int, processes: int):
-        name = f"harness-{uuid.uuid4().hex[:12]}"
+        name = _name()
         self.memory = CGROUP_ROOT / "memory" / _own_path("memory") / name
         self.pids_dir = CGROUP_ROOT / "pids" / _own_path("pids") / name
         self.memory.mkdir()
@@ -109,7 +116,7 @@ class V2Group(NullGroup):
     enforced = True
 
     def __init__(self, memory_mb: int, processes: int):
-        self.dir = CGROUP_ROOT / _own_path("") / f"harness-{uuid.uuid4().hex[:12]}"
+        self.dir = CGROUP_ROOT / _own_path("") / _name()
         self.dir.mkdir()
         try:
             (self.dir / "memory.max").write_text(str(memory_mb * 1024 * 1024))

@@ -19,7 +19,8 @@ def test_no_process_survives_and_the_next_job_runs(fixture, student, grade, tmp_
     token = f"harness-test-{uuid.uuid4().hex}"
     student("hostile", {"mnist-cnn.py": HOSTILE / fixture, "token.txt": token})
     student("next", {"mnist-cnn.py": root / "reference" / "mnist-cnn.py"})
-    code, records = grade("--quick", "--timeout", "20", str(tmp_path / "submissions"))
+    # one job at a time: "next" runs after the hostile job is gone (run beside it, 20 s is too short here)
+    code, records = grade("--quick", "--timeout", "20", "--jobs", "1", str(tmp_path / "submissions"))
     assert processes_with(token) == [], f"{fixture} left processes behind"
     hostile = records[("hostile", "mnist-cnn")]
     assert hostile["status"] in ("timeout", "no-model", "error")

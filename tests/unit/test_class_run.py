@@ -142,3 +142,69 @@ def test_resume_reuses_a_record_only_under_the_same_settings(tmp_path, assignmen
     grade_all(jobs, assignments, FakeSandbox(), options)
     grade_all(jobs, assignments, FakeSandbox(), options)
     assert ran == ["ann"] * 5, "an interrupted record is graded again"
+
+
+def _asking(loaded, gpus=0, memory_mb=None):
+    from harness.spec import Resources
+    update = {"resources": Resources(gpus=gpus)}
+    if memory_mb:
+        update["memory_mb"] = memory_mb
+    return loaded.model_copy(update={"spec": loaded.spec.model_copy(update=update)})
+
+
+def test_the_pool_gives_each_running_job_its_own_gpus_and_never_more_than_the_machine(tmp_path, assignments,
+                                                                                      monkeypatch):
+    import threading
+    import time
+    jobs = discover([make_class(tmp_path, [f"s{i}" for i in range(6)])], assignments)
+    assignments = {**assignments, "ox": _asking(assignments["ox"], gpus=1, memory_mb=1024)}
+    running, seen, lock = set(), [], threading.Lock()
+
+    def fake_grade_job(job, assignments, sandbox, options):
+        with lock:
+            assert not running & set(options.gpu_ids), "two running jobs share a GPU"
+            running.update(options.gpu_ids)
+            seen.append((len(running), options.gpu_ids))
+        time.sleep(0.2)
+        with lock:
+            running.difference_update(options.gpu_ids)
+        return fake_record(job)
+
+    monkeypatch.setattr(grading, "grade_job", fake_grade_job)
+    options = GradeOptions(quick=True, out=tmp_path / "out", cache=tmp_path / "cache", jobs=None, gpus=2)
+    records, internal = grade_all(jobs, assignments, FakeSandbox(), options)
+    assert internal == 0 and len(records) == 6
+    assert all(len(ids) == 1 and ids[0] in ("0", "1") for _, ids in seen)
+    from harness.resources import machine_cpus
+    assert max(n for n, _ in seen) == min(2, int(machine_cpus())), "two GPUs: two jobs at once, not more"
+    assert {r.run.gpu_ids[0] for r in records} == {"0", "1"}  # the record says which GPU the job had
+
+
+def test_a_job_asking_for_more_gpus_than_the_machine_has_gets_an_error_record_at_once(tmp_path, assignments,
+                                                                                        monkeypatch):
+    jobs = discover([make_class(tmp_path, ["ann", "bob"])], assignments)
+    assignments = {**assignments, "ox": _asking(assignments["ox"], gpus=2)}
+    ran = []
+    monkeypatch.setattr(grading, "grade_job", lambda job, *a: ran.append(job.student) or fake_record(job))
+    options = GradeOptions(quick=True, out=tmp_path / "out", cache=tmp_path / "cache", jobs=None, gpus=1)
+    records, internal = grade_all(jobs, assignments, FakeSandbox(), options)
+    assert ran == [] and internal == 2
+    for rec in records:
+        assert rec.status == "error"
+        assert "asks for 2 GPU(s) per job and this machine has 1" in rec.summary
+        assert "not the student's fault" in rec.summary
+    again, _ = grade_all(jobs, assignments, FakeSandbox(), options)
+    assert [r.status for r in again] == ["error", "error"] and ran == [], "an error record is not a cached grade"
+
+
+def test_a_record_whose_report_a_kill_prevented_gets_its_report_without_a_new_run(tmp_path, assignments,
+                                                                                  monkeypatch):
+    jobs = discover([make_class(tmp_path, ["ann"])], assignments)
+    ran = []
+    monkeypatch.setattr(grading, "grade_job", lambda job, *a: ran.append(job.student) or fake_record(job))
+    options = GradeOptions(quick=True, out=tmp_path / "out", cache=tmp_path / "cache")
+    grade_all(jobs, assignments, FakeSandbox(), options)
+    report = record_path(options.out, "ann", "ox").with_suffix(".md")
+    report.unlink()
+    grade_all(jobs, assignments, FakeSandbox(), options)
+    assert ran == ["ann"] and report.is_file()

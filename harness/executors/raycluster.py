@@ -1,0 +1,122 @@
+"""`ray`: each job is a Ray task asking for its CPUs, GPUs and memory; Ray places it on a worker.
+
+Ray dispatches and isolates nothing. The task runs harness code only (`harness.worker.run_task`), which
+starts the same sandbox backend on the worker; the student's code runs inside that sandbox with no
+network and a scrubbed environment, so it never reaches the Ray head. The task carries the submission's
+files and brings back the record and the kept evidence; the caller writes both.
+
+Before anything is submitted the cluster's nodes are read: a job that fits on no node (more GPUs or
+memory than any node has) gets an error record at once instead of waiting for ever.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from harness.errors import InfrastructureError
+from harness.executors.base import ExecutorSettings, Runner, register
+from harness.resources import Capacity, JobRequest, JobResources, auto_jobs, clamp, refusal
+
+
+def _call(runner: Runner, task, cpus: float, memory_mb: int):
+    """The Ray task: the runner with the resources Ray gave (GPU ids as Ray assigned them)."""
+    import ray
+    ids = tuple(str(i) for i in ray.get_gpu_ids())
+    return runner(task, JobResources(cpus=cpus, memory_mb=memory_mb, gpu_ids=ids))
+
+
+class RayExecutor:
+    name = "ray"
+    remote = True
+
+    def __init__(self, settings: ExecutorSettings):
+        self.settings = settings
+        self.nodes: list[Capacity] = []
+        self.started_here = False
+        self._remote = None
+        self._refs: set = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.workers = 1
+
+    def _connect(self) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise InfrastructureError("the ray executor needs the ray package: run `make install`") from None
+        if not ray.is_initialized():
+            try:
+                ray.init(address=self.settings.address, include_dashboard=False, log_to_driver=False,
+                         logging_level="ERROR")
+            except Exception as exc:
+                where = self.settings.address or "this machine (RAY_ADDRESS, or a new local instance)"
+                raise InfrastructureError(f"cannot connect to the Ray cluster at {where}: {exc}") from None
+            self.started_here = True
+        self.nodes = [Capacity(cpus=float(n["Resources"].get("CPU", 0)),
+                               memory_mb=int(n["Resources"].get("memory", 0) // 2**20),
+                               gpu_ids=tuple(str(i) for i in range(int(n["Resources"].get("GPU", 0)))))
+                      for n in ray.nodes() if n.get("Alive")]
+        if not self.nodes:
+            raise InfrastructureError("the Ray cluster has no live node; start workers with `ray start --address ...`")
+        self._remote = ray.remote(max_retries=0)(_call)
+
+    def start(self, requests: list[JobRequest]) -> int:
+        self._connect()
+        fitting = [r for r in requests if not self.refusal(r)]
+        self.workers = self.settings.jobs or sum(auto_jobs(fitting, node) for node in self.nodes)
+        return self.workers
+
+    def _largest(self) -> Capacity:
+        return Capacity(cpus=max(n.cpus for n in self.nodes), memory_mb=max(n.memory_mb for n in self.nodes),
+                        gpu_ids=max((n.gpu_ids for n in self.nodes), key=len))
+
+    def refusal(self, request: JobRequest) -> str | None:
+        if any(refusal(request, node) is None for node in self.nodes):
+            return None
+        return refusal(request, self._largest(), "the largest node of the Ray cluster")
+
+    def describe(self) -> str:
+        total = Capacity(cpus=sum(n.cpus for n in self.nodes), memory_mb=sum(n.memory_mb for n in self.nodes),
+                         gpu_ids=tuple(g for n in self.nodes for g in n.gpu_ids))
+        return f"a Ray cluster of {len(self.nodes)} node(s) ({total.describe()}), up to {self.workers} job(s) at once"
+
+    def run(self, request: JobRequest, runner: Runner, task):
+        import ray
+        request = clamp(request, self._largest())
+        with self._lock:
+            if self._stop.is_set():
+                return None
+            ref = self._remote.options(num_cpus=request.cpus, num_gpus=request.gpus,
+                                       memory=request.memory_mb * 2**20).remote(
+                runner, task, request.cpus, request.memory_mb)
+            self._refs.add(ref)
+        try:
+            return ray.get(ref)
+        except ray.exceptions.TaskCancelledError:
+            return None
+        except ray.exceptions.RayError as exc:
+            raise InfrastructureError(f"the Ray task of this job failed on the cluster ({type(exc).__name__}: "
+                                      f"{str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''})") from None
+        finally:
+            with self._lock:
+                self._refs.discard(ref)
+
+    def stop(self) -> None:
+        import ray
+        with self._lock:
+            self._stop.set()
+            refs = list(self._refs)
+        for ref in refs:
+            try:
+                ray.cancel(ref, force=True)  # the worker process dies; bubblewrap's --die-with-parent ends the job
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        if self.started_here:
+            import ray
+            ray.shutdown()
+            self.started_here = False
+
+
+register("ray", RayExecutor)
