@@ -376,14 +376,14 @@ def write(run_dir: Path, entries: list[Entry], formats: Iterable[str] = ("csv", 
     if "csv" in formats:
         for name, board in sections.items():
             path = folder / f"{name}.csv"
-            write_atomic(path, to_csv(board))
+            write_atomic(path, to_csv(board), durable=False)
             written.append(path)
     if "md" in formats:
         text = f"# {title}\n\n{PUBLIC_NOTES if public else NOTES}\n\n" + "\n".join(
             to_markdown(board, name) for name, board in sections.items())
-        write_atomic(folder / "leaderboard.md", text)
+        write_atomic(folder / "leaderboard.md", text, durable=False)
         written.append(folder / "leaderboard.md")
     if "html" in formats:
-        write_atomic(folder / "leaderboard.html", to_html(sections, title))
+        write_atomic(folder / "leaderboard.html", to_html(sections, title), durable=False)
         written.append(folder / "leaderboard.html")
     return written
