@@ -17,13 +17,11 @@ import json
 import math
 import re
 import xml.etree.ElementTree as ET
-from functools import cache
 from pathlib import Path
 
-import jsonschema
 
 from harness.leaderboard import Entry, flops_per_image, inference
-from harness.record import Record, checked, compiled_check, write_atomic
+from harness.record import Record, SchemaCheck, write_atomic
 from harness.reports import PRIVATE_RULES
 from harness.reports import MARK, STATUS_WORDS
 
@@ -112,19 +110,12 @@ def gradescope_leaderboard(entry: Entry) -> list[dict]:
     return [{"name": name, "value": value, "order": order} for name, value, order in figures if value is not None]
 
 
-@cache
-def _gradescope_validator() -> jsonschema.protocols.Validator:
-    return jsonschema.Draft202012Validator(json.loads(GRADESCOPE_SCHEMA_PATH.read_text()))
-
-
-@cache
-def _gradescope_fast():
-    return compiled_check(json.loads(GRADESCOPE_SCHEMA_PATH.read_text()))
+_GRADESCOPE_CHECK = SchemaCheck(GRADESCOPE_SCHEMA_PATH)
 
 
 def validate_gradescope(results: dict) -> None:
     """Raises jsonschema.ValidationError when `results` is not in Gradescope's documented format."""
-    checked(results, _gradescope_fast(), _gradescope_validator())
+    _GRADESCOPE_CHECK(results)
 
 
 # ---- JUnit XML

@@ -125,33 +125,47 @@ def validate(data: dict) -> None:
     _validator().validate(data)
 
 
-def compiled_check(schema: dict):
-    """`schema` compiled to Python code (fastjsonschema): a check that raises on invalid data, some
-    twenty times faster than `jsonschema`. Only for schemas whose keywords mean the same in draft 7
-    and 2020-12 (type, properties, required, additionalProperties, items, enum, const, anyOf, $ref
-    into $defs: the record and Gradescope schemas). None when it cannot be compiled."""
-    try:
-        import fastjsonschema
-        return fastjsonschema.compile({k: v for k, v in schema.items() if k != "$schema"})
-    except Exception:
-        return None
+class SchemaCheck:
+    """A JSON Schema's verdict, fast when there are many documents: the first `warm` are validated by
+    `jsonschema`; from then on the schema compiled to Python (fastjsonschema, some twenty times
+    faster, a few tens of milliseconds to compile) accepts what it can, and anything it rejects is
+    decided, its problem named as jsonschema.ValidationError, by `jsonschema` again. Only for schemas
+    whose keywords mean the same in draft 7 and 2020-12 (type, properties, required,
+    additionalProperties, items, enum, const, anyOf, $ref into $defs: the record and Gradescope ones)."""
+
+    def __init__(self, path: Path, warm: int = 32):
+        self._path, self._warm, self._seen, self._fast = path, warm, 0, None
+        self._lock = threading.Lock()
+
+    @cache
+    def reference(self) -> jsonschema.protocols.Validator:
+        return jsonschema.Draft202012Validator(json.loads(self._path.read_text()))
+
+    def _compiled(self):
+        with self._lock:
+            self._seen += 1
+            if self._fast is None and self._seen > self._warm:
+                self._fast = False
+                try:
+                    import fastjsonschema
+                    schema = json.loads(self._path.read_text())
+                    self._fast = fastjsonschema.compile({k: v for k, v in schema.items() if k != "$schema"})
+                except Exception:
+                    pass
+            return self._fast or None
+
+    def __call__(self, data: dict) -> None:
+        fast = self._compiled()
+        if fast is not None:
+            try:
+                fast(data)
+                return
+            except Exception:
+                pass
+        self.reference().validate(data)
 
 
-def checked(data: dict, fast, reference: jsonschema.protocols.Validator) -> None:
-    """Validate `data`: what the fast check accepts is valid; anything else is decided (and its
-    problem named, as jsonschema.ValidationError) by the reference validator."""
-    if fast is not None:
-        try:
-            fast(data)
-            return
-        except Exception:
-            pass
-    reference.validate(data)
-
-
-@cache
-def _fast() -> object:
-    return compiled_check(json.loads(SCHEMA_PATH.read_text()))
+_CHECK = SchemaCheck(SCHEMA_PATH)
 
 
 def write_atomic(path: Path, text: str, durable: bool = True) -> None:
@@ -194,7 +208,7 @@ def load(path: Path) -> Record:
     if found is not None:
         return found.model_copy(deep=True)  # frozen, but its lists and dicts are not: no caller shares them
     data = json.loads(raw.decode("utf-8"))
-    checked(data, _fast(), _validator())
+    _CHECK(data)
     rec = Record.model_validate(data)
     with _LOADED_LOCK:
         if len(_LOADED) >= _LOADED_MAX:

@@ -68,3 +68,14 @@ def test_load_rejects_what_the_schema_rejects_and_shares_nothing(tmp_path):
         path.write_text(json.dumps(bad))
         with pytest.raises(jsonschema.ValidationError):
             record.load(path)
+
+
+def test_the_compiled_schema_check_gives_jsonschemas_verdict():
+    check = record.SchemaCheck(record.SCHEMA_PATH, warm=0)  # compiled from the first document on
+    data = sample().model_dump(mode="json")
+    check(data)
+    assert check._fast, "the record schema compiles"
+    for bad in ({**data, "status": "passed"}, {**data, "surprise": 1}, {**data, "score": "50"},
+                {**data, "checks": [{"id": "x"}]}, {**data, "schema_version": 2}):
+        with pytest.raises(jsonschema.ValidationError):
+            check(bad)
