@@ -178,6 +178,7 @@ class _Stream:
 
 
 def _shell(outputs):
+    from IPython.core.compilerop import CachingCompiler, code_name
     from IPython.core.displayhook import DisplayHook
     from IPython.core.displaypub import DisplayPublisher
     from IPython.core.interactiveshell import InteractiveShell
@@ -202,7 +203,16 @@ def _shell(outputs):
         def clear_output(self, wait=False):
             outputs.clear()
 
+    class Compiler(CachingCompiler):
+        """Names a cell's code by its text as written and nothing else (as ipykernel does: the
+        execution count is not part of it), the name the probe's pre-run hook computes, so that
+        errors and findings point at the cell and line."""
+
+        def get_code_name(self, raw_code, transformed_code, number):
+            return code_name(raw_code if raw_code is not None else transformed_code, 0)
+
     class Shell(InteractiveShell):
+        compiler_class = Type(Compiler)
         displayhook_class = Type(Hook)
         display_pub_class = Type(Publisher)
 
