@@ -98,10 +98,24 @@ MAX_CAPTURED = 32 * 2**20  # characters of output kept from one quick run; the r
 
 
 class Outputs:
-    """The outputs of the running cell, collected as nbclient collects a kernel's messages."""
+    """The outputs of the running cell, collected as nbclient collects a kernel's messages. Stream
+    text is gathered in pieces and joined once (a cell may print a million lines)."""
 
     def __init__(self):
         self.cell, self.size, self.cut = None, 0, False
+        self._name, self._pieces = None, []
+
+    def start(self, cell):
+        self.cell, self._name, self._pieces = cell, None, []
+
+    def finish(self):
+        self._flush()
+        self.cell = None
+
+    def _flush(self):
+        if self._pieces and self.cell is not None:
+            self.cell.outputs.append(nbformat.v4.new_output("stream", name=self._name, text="".join(self._pieces)))
+        self._name, self._pieces = None, []
 
     def _room(self, size):
         if self.cell is None or self.cut:
@@ -109,6 +123,7 @@ class Outputs:
         self.size += size
         if self.size > MAX_CAPTURED:
             self.cut = True
+            self._flush()
             self.cell.outputs.append(nbformat.v4.new_output(
                 "stream", name="stderr", text="\n[output cut: the run printed more than the grader keeps]\n"))
             return False
@@ -117,11 +132,10 @@ class Outputs:
     def stream(self, name, text):
         if not text or not self._room(len(text)):
             return
-        outputs = self.cell.outputs
-        if outputs and outputs[-1].get("output_type") == "stream" and outputs[-1].get("name") == name:
-            outputs[-1]["text"] += text
-        else:
-            outputs.append(nbformat.v4.new_output("stream", name=name, text=text))
+        if name != self._name:
+            self._flush()
+            self._name = name
+        self._pieces.append(text)
 
     def add(self, kind, **fields):
         data = fields.get("data")
@@ -129,6 +143,7 @@ class Outputs:
             fields["data"] = {str(k): v for k, v in data.items()}
         if not self._room(len(str(fields)[:MAX_CAPTURED])):
             return
+        self._flush()
         try:
             output = nbformat.v4.new_output(kind, **fields)
         except Exception:  # data nbformat does not accept: its plain text only
@@ -140,6 +155,7 @@ class Outputs:
 
     def clear(self):
         if self.cell is not None:
+            self._name, self._pieces = None, []
             self.cell.outputs = []
 
 
@@ -278,11 +294,11 @@ def run_here(path):
         if "skip-execution" in tags:  # as nbclient
             continue
         cell.outputs, cell.execution_count = [], shell.execution_count
-        outputs.cell = cell
+        outputs.start(cell)
         try:
             result = shell.run_cell(cell.source, store_history=True)
         finally:
-            outputs.cell = None
+            outputs.finish()
             keep_executed(nb)
         error = result.error_before_exec or result.error_in_exec
         if error is None or "raises-exception" in tags:
