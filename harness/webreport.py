@@ -378,9 +378,19 @@ def confusion_rows(matrix: list[list[int]], classes: list[str] | None) -> list[d
 # ---------------------------------------------------------------- rendering
 
 
+def _bytecode_cache():
+    """Jinja2's cache of compiled templates, in its private per-user folder (it refuses one another
+    user could write to): a `grade` process renders from it instead of compiling every template."""
+    try:
+        from jinja2 import FileSystemBytecodeCache
+        return FileSystemBytecodeCache()
+    except Exception:
+        return None
+
+
 def _env() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
-                      trim_blocks=True, lstrip_blocks=True)
+                      trim_blocks=True, lstrip_blocks=True, bytecode_cache=_bytecode_cache())
     env.filters["n"] = lambda v: number(v, missing="?")
     env.filters["shape"] = lambda v: shape(v, missing="?")
     env.filters["points"] = lambda v: f"{v:g}"
