@@ -232,6 +232,10 @@ def _shell(outputs):
         displayhook_class = Type(Hook)
         display_pub_class = Type(Publisher)
 
+        def enable_gui(self, gui=None):
+            """`%matplotlib inline` (and any GUI): no event loop to start here, as in a kernel
+            without a display; figures are shown by the inline backend's display calls."""
+
         def _showtraceback(self, etype, evalue, stb):
             try:
                 value = str(evalue)
