@@ -281,7 +281,9 @@ def run_here(path):
     builtins.input = _no_input
 
     def quick_stop(self, etype, value, tb, tb_offset=None):  # no formatted traceback through Keras
-        return ["QuickStop: grade --quick stops at the first fit"]
+        stb = ["QuickStop: grade --quick stops at the first fit"]
+        outputs.add("error", ename="QuickStop", evalue="", traceback=stb)  # IPython shows nothing itself here
+        return stb
 
     shell.set_custom_exc((harness_probe.QuickStop,), quick_stop)
     shell.run_cell(ATTACH, store_history=False)

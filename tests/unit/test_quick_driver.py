@@ -51,3 +51,14 @@ def test_cells_lines_outputs_and_habits_as_in_a_kernel(tmp_path):
     assert first.outputs[0].text.startswith("hi 41\n") and first.outputs[1].data["text/plain"] == "42"
     assert [o.output_type for o in second.outputs] == ["display_data", "stream", "error"]
     assert second.outputs[0].data["text/html"] == "<b>b</b>" and second.outputs[1].name == "stderr"
+
+
+def test_the_quick_stop_ends_the_run_with_exit_5_and_a_short_note(tmp_path):
+    v4 = nbformat.v4
+    code, driver, _, executed = run_quick(tmp_path, [
+        v4.new_code_cell("import harness_probe\nprint('before')\nraise harness_probe.QuickStop()"),
+        v4.new_code_cell("print('never')")])
+    assert code == 5 and [d["kind"] for d in driver] == ["start", "cell", "quick_stop", "end"]
+    outputs = executed.cells[0].outputs
+    assert [o.output_type for o in outputs] == ["stream", "error"] and outputs[1].ename == "QuickStop"
+    assert executed.cells[1].outputs == []
