@@ -391,7 +391,8 @@ def evaluate(loaded: LoadedAssignment, ev: Evidence, sandbox: Sandbox, data_root
     result, status, table, raw = _run_evaluator(
         loaded, model_file, sandbox, timeout,
         ["--scale", prep.scale, "--interpolation", prep.interpolation], holdout)
-    timings = {k: float(status[k]) for k in ("load_seconds", "prepare_seconds", "predict_seconds", "n")
+    timings = {k: float(status[k]) for k in ("load_seconds", "prepare_seconds", "warmup_seconds", "predict_seconds",
+                                             "n", "batch_size")
                if isinstance(status.get(k), (int, float))}
     base = dict(seconds=result.wall_seconds, timings=timings, model_file=model_file.name,
                 loaded=bool(status) and status.get("stage") != "load", model=table)

@@ -15,8 +15,11 @@ a finished run can be judged again (`harness rescore`) without running student c
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import shutil
+import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +102,8 @@ def execute(job: Job, loaded: LoadedAssignment, sandbox: Sandbox, options: RunOp
         # quick mode: the reader imports TensorFlow while the student's code runs
         wait = options.timeout or loaded.spec.quick_timeout_seconds
         reader = ModelReader(loaded, sandbox, wait=float(wait)) if options.quick else None
+        if options.quick and loaded.spec.data.source == "keras":
+            _import_in_background("scipy.spatial")  # the judge's leak check: loaded while the sandbox runs
         try:
             _execute(job, loaded, sandbox, options, data_root, target, reader, prepared, choice)
         finally:
@@ -132,6 +137,21 @@ def _execute(job: Job, loaded: LoadedAssignment, sandbox: Sandbox, options: RunO
     write_atomic(target / EVALUATION_FILE, evaluation.model_dump_json(indent=2))
     if raw is not None:
         np.save(target / PREDICTIONS_FILE, raw)
+
+
+def _import_in_background(name: str) -> None:
+    """Import a module the judge stage will need on a thread, so that its second of loading overlaps
+    the sandboxed run (the judge's own import then waits for it, or finds it done)."""
+    if name in sys.modules:
+        return
+
+    def load() -> None:
+        try:
+            importlib.import_module(name)
+        except Exception:
+            pass  # the judge's own import reports it
+
+    threading.Thread(target=load, name=f"import {name}", daemon=True).start()
 
 
 def _model_file(path: Path) -> Path | None:

@@ -17,13 +17,11 @@ import json
 import math
 import re
 import xml.etree.ElementTree as ET
-from functools import cache
 from pathlib import Path
 
-import jsonschema
 
 from harness.leaderboard import Entry, flops_per_image, inference
-from harness.record import Record, write_atomic
+from harness.record import Record, SchemaCheck, write_atomic
 from harness.reports import PRIVATE_RULES
 from harness.reports import MARK, STATUS_WORDS
 
@@ -112,14 +110,12 @@ def gradescope_leaderboard(entry: Entry) -> list[dict]:
     return [{"name": name, "value": value, "order": order} for name, value, order in figures if value is not None]
 
 
-@cache
-def _gradescope_validator() -> jsonschema.protocols.Validator:
-    return jsonschema.Draft202012Validator(json.loads(GRADESCOPE_SCHEMA_PATH.read_text()))
+_GRADESCOPE_CHECK = SchemaCheck(GRADESCOPE_SCHEMA_PATH)
 
 
 def validate_gradescope(results: dict) -> None:
     """Raises jsonschema.ValidationError when `results` is not in Gradescope's documented format."""
-    _gradescope_validator().validate(results)
+    _GRADESCOPE_CHECK(results)
 
 
 # ---- JUnit XML
@@ -267,16 +263,16 @@ def write(run_dir: Path, entries: list[Entry], targets: list[str], step_summary:
             results = gradescope_results(entry)
             validate_gradescope(results)
             path = folder / "gradescope" / entry.record.student / entry.record.assignment / "results.json"
-            write_atomic(path, json.dumps(results, indent=2) + "\n")
+            write_atomic(path, json.dumps(results, indent=2) + "\n", durable=False)
             written.append(path)
     if "junit" in targets:
         path = folder / "junit.xml"
-        write_atomic(path, junit_xml([e.record for e in entries]))
+        write_atomic(path, junit_xml([e.record for e in entries]), durable=False)
         written.append(path)
     if "github" in targets:
         path = folder / "github-summary.md"
         text = github_summary(entries)
-        write_atomic(path, text)
+        write_atomic(path, text, durable=False)
         written.append(path)
         if step_summary is not None:
             with open(step_summary, "a", encoding="utf-8") as out:

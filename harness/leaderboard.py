@@ -173,8 +173,9 @@ def flops_per_image(layers: Iterable[Layer]) -> int | None:
 
 def inference(timings: dict[str, float]) -> tuple[float | None, float | None]:
     """(images per second, milliseconds per image) of the trusted evaluation's `model.predict` over
-    the holdout, in batches: the latency is the batch time shared out per image, not a single-image
-    round trip. (None, None) when no timing was stored."""
+    the holdout, in batches of `harness.evaluator.predict.BATCH_SIZE` after one warm-up batch that is
+    not timed (as `benchmarks/evaluation_throughput.py` measures it): the latency is the batch time
+    shared out per image, not a single-image round trip. (None, None) when no timing was stored."""
     seconds, n = timings.get("predict_seconds"), timings.get("n")
     if not seconds or not n or seconds <= 0 or n <= 0:
         return None, None
@@ -376,14 +377,14 @@ def write(run_dir: Path, entries: list[Entry], formats: Iterable[str] = ("csv", 
     if "csv" in formats:
         for name, board in sections.items():
             path = folder / f"{name}.csv"
-            write_atomic(path, to_csv(board))
+            write_atomic(path, to_csv(board), durable=False)
             written.append(path)
     if "md" in formats:
         text = f"# {title}\n\n{PUBLIC_NOTES if public else NOTES}\n\n" + "\n".join(
             to_markdown(board, name) for name, board in sections.items())
-        write_atomic(folder / "leaderboard.md", text)
+        write_atomic(folder / "leaderboard.md", text, durable=False)
         written.append(folder / "leaderboard.md")
     if "html" in formats:
-        write_atomic(folder / "leaderboard.html", to_html(sections, title))
+        write_atomic(folder / "leaderboard.html", to_html(sections, title), durable=False)
         written.append(folder / "leaderboard.html")
     return written

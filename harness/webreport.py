@@ -3,7 +3,7 @@ what the run stage stored next to them. Nothing here runs student code or starts
 
     RUN_DIR/html/index.html                                   every student and assignment, both views
     RUN_DIR/html/instructor/<student>/<assignment>.html       everything, with the misclassified images
-    RUN_DIR/html/instructor/<student>/<assignment>.submission.html   the executed notebook (nbconvert) or
+    RUN_DIR/html/instructor/<student>/<assignment>.submission.html   the executed notebook or
                                                               the module with the end of its output
     RUN_DIR/html/student/<student>/<assignment>.html          what the student may see (`[report]` rules)
 
@@ -11,7 +11,7 @@ Every page is one self-contained file (images are data: URIs, styles inline) who
 Content-Security-Policy forbids every script and every request (`default-src 'none'`), and all
 text from a record or a notebook is escaped (Jinja2 autoescape). The executed notebook is
 student-controlled: it is read size-limited, validated with nbformat, reduced to plain outputs
-and rendered by nbconvert with HTML sanitising on.
+and rendered by `harness.notebook_page` with HTML sanitising on.
 
 `write_run` is what `grade` calls at its end (and `harness report` on its own).
 """
@@ -384,9 +384,19 @@ def confusion_rows(matrix: list[list[int]], classes: list[str] | None) -> list[d
 # ---------------------------------------------------------------- rendering
 
 
+def _bytecode_cache():
+    """Jinja2's cache of compiled templates, in its private per-user folder (it refuses one another
+    user could write to): a `grade` process renders from it instead of compiling every template."""
+    try:
+        from jinja2 import FileSystemBytecodeCache
+        return FileSystemBytecodeCache()
+    except Exception:
+        return None
+
+
 def _env() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
-                      trim_blocks=True, lstrip_blocks=True)
+                      trim_blocks=True, lstrip_blocks=True, bytecode_cache=_bytecode_cache())
     env.filters["n"] = lambda v: number(v, missing="?")
     env.filters["shape"] = lambda v: shape(v, missing="?")
     env.filters["points"] = lambda v: f"{v:g}"
@@ -456,12 +466,12 @@ def render_index(rows: list[dict[str, Any]], title: str, leaderboard: str | None
 def _clean_notebook(nb) -> None:
     """Reduce a (validated) notebook to what the report shows: plain outputs of known types, no
     metadata that templates turn into attributes or file links, cell ids that say the cell number."""
-    import nbformat
+    from nbformat import NotebookNode
     keep = {"text/plain", "text/html", "text/markdown", "text/latex", "image/png", "image/jpeg", "image/svg+xml"}
-    nb.metadata = nbformat.NotebookNode({"language_info": {"name": "python"}})
+    nb.metadata = NotebookNode({"language_info": {"name": "python"}})
     for number_, cell in enumerate(nb.cells, 1):
         cell.id = f"cell-{number_}"
-        cell.metadata = nbformat.NotebookNode()
+        cell.metadata = NotebookNode()
         cell.pop("attachments", None)
         if cell.cell_type == "raw":
             cell.cell_type, cell.source = "code", cell.source  # shown as (escaped) code, never as raw HTML
@@ -474,12 +484,12 @@ def _clean_notebook(nb) -> None:
         for output in cell.get("outputs", []):
             kind = output.get("output_type")
             if kind == "stream":
-                outputs.append(nbformat.v4.new_output("stream", name="stderr" if output.get("name") == "stderr"
-                                                      else "stdout", text=str(output.get("text", ""))))
+                outputs.append(NotebookNode(output_type="stream", text=_joined(output.get("text", "")),
+                                            name="stderr" if output.get("name") == "stderr" else "stdout"))
             elif kind == "error":
-                outputs.append(nbformat.v4.new_output("error", ename=str(output.get("ename", "")),
-                                                      evalue=str(output.get("evalue", "")),
-                                                      traceback=[str(t) for t in output.get("traceback", [])]))
+                outputs.append(NotebookNode(output_type="error", ename=str(output.get("ename", "")),
+                                            evalue=str(output.get("evalue", "")),
+                                            traceback=[str(t) for t in output.get("traceback", [])]))
             elif kind in ("display_data", "execute_result"):
                 data = {}
                 for mime, value in (output.get("data") or {}).items():
@@ -491,11 +501,16 @@ def _clean_notebook(nb) -> None:
                         continue
                     data[mime] = value
                 if data:
-                    new = nbformat.v4.new_output(kind, data=data)
+                    new = NotebookNode(output_type=kind, data=data, metadata=NotebookNode())
                     if kind == "execute_result":
                         new.execution_count = cell.execution_count
                     outputs.append(new)
         cell.outputs = outputs
+
+
+def _joined(text) -> str:
+    """A notebook's multi-line string: one string, or a list of strings to join (nbformat allows both)."""
+    return "".join(str(t) for t in text) if isinstance(text, list) else str(text)
 
 
 def _decodes(value: str) -> bool:
@@ -520,8 +535,11 @@ def read_notebook(path: Path):
         size = path.stat().st_size
         if size > MAX_NOTEBOOK_BYTES:
             return None, f"the executed notebook is {size / 2**20:.1f} MB, above the {MAX_NOTEBOOK_BYTES // 2**20} MB shown"
-        nb = nbformat.reads(path.read_text(encoding="utf-8", errors="replace"), as_version=4)
-        nbformat.validate(nb)
+        invalid: dict = {}  # reads validates already: its error is kept rather than validating twice
+        nb = nbformat.reads(path.read_text(encoding="utf-8", errors="replace"), as_version=4,
+                            capture_validation_error=invalid)
+        if "ValidationError" in invalid:
+            raise invalid["ValidationError"]
     except Exception as exc:  # nbformat raises several unrelated types for broken files
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         return None, f"the executed notebook is not a valid notebook ({first}), so it is not shown"
@@ -553,23 +571,12 @@ def clean_html(element) -> str:
     return _NO_SOURCE.sub("[an image from outside the notebook: not shown]", cleaned)
 
 
-_EXPORTER = None
-
-
 def render_notebook(nb, heading: str, back: str) -> str:
-    """The executed notebook as one self-contained page: nbconvert's HTML exporter (lab template,
-    HTML sanitising on) in a template that adds the CSP and drops every script."""
-    global _EXPORTER
-    if _EXPORTER is None:
-        from nbconvert import HTMLExporter
-        _EXPORTER = HTMLExporter(template_name="lab", sanitize_html=True, exclude_anchor_links=True,
-                                 template_file=str(TEMPLATES / "nbconvert" / "harness-notebook.html.j2"))
-        _EXPORTER.register_filter("clean_html", clean_html)
+    """The executed notebook as one self-contained page (harness.notebook_page: the harness's own
+    template, HTML sanitised, no script of any kind)."""
+    from harness import notebook_page
     _clean_notebook(nb)
-    body, _ = _EXPORTER.from_notebook_node(nb, resources={"harness": {"csp": CSP, "heading": heading,
-                                                                      "back": back},
-                                                         "metadata": {"name": heading}})
-    return body
+    return notebook_page.render(nb, heading, back)
 
 
 def _read_text(path: Path, limit: int) -> str | None:
@@ -849,6 +856,7 @@ def _renderer() -> str:
     global _RENDERER
     if _RENDERER is None:
         digest = hashlib.sha256(Path(__file__).read_bytes())
+        digest.update((Path(__file__).parent / "notebook_page.py").read_bytes())
         for path in sorted(TEMPLATES.rglob("*")):
             if path.is_file():
                 digest.update(path.relative_to(TEMPLATES).as_posix().encode() + b"\0" + path.read_bytes())

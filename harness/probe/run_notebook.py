@@ -1,8 +1,10 @@
-"""Executes a student's notebook with nbclient; the kernel runs here, inside the sandbox.
+"""Executes a student's notebook inside the sandbox: with nbclient and a Jupyter kernel in a full
+run, in this interpreter in quick mode (`run_here`: an IPython shell without a kernel, a second or
+two less start-up for a check that lasts a few seconds).
 
-Imports nothing from the `harness` package. The kernel starts with the probe loaded and a
-pre-run hook that maps cells to executions; this driver writes `driver.jsonl` (which cell ran
-as which execution, where it stopped) next to the probe's events. Exit codes as run_module.
+Imports nothing from the `harness` package. The cells run with the probe loaded and a pre-run
+hook that maps cells to executions; this driver writes `driver.jsonl` (which cell ran as which
+execution, where it stopped) next to the probe's events. Exit codes as run_module.
 """
 import asyncio
 import json
@@ -12,8 +14,6 @@ import tempfile
 import time
 
 import nbformat
-from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError, DeadKernelError
 
 FINISH = "import harness_probe as _hp\n_hp.finish()"
 ATTACH = "import harness_probe as _hp; _hp.attach_ipython(); _hp.attach_habits()"
@@ -52,6 +52,8 @@ def kernel_spec_dir():
 
 
 async def run(path):
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, DeadKernelError
     nb = nbformat.read(path, as_version=4)
     os.environ["JUPYTER_PATH"] = kernel_spec_dir()
     os.environ["IPYTHONDIR"] = tempfile.mkdtemp(prefix="ipython-")
@@ -92,8 +94,242 @@ async def run(path):
     return code
 
 
+MAX_CAPTURED = 32 * 2**20  # characters of output kept from one quick run; the rest is cut
+
+
+class Outputs:
+    """The outputs of the running cell, collected as nbclient collects a kernel's messages. Stream
+    text is gathered in pieces and joined once (a cell may print a million lines)."""
+
+    def __init__(self):
+        self.cell, self.size, self.cut = None, 0, False
+        self._name, self._pieces = None, []
+
+    def start(self, cell):
+        self.cell, self._name, self._pieces = cell, None, []
+
+    def finish(self):
+        self._flush()
+        self.cell = None
+
+    def _flush(self):
+        if self._pieces and self.cell is not None:
+            self.cell.outputs.append(nbformat.v4.new_output("stream", name=self._name, text="".join(self._pieces)))
+        self._name, self._pieces = None, []
+
+    def _room(self, size):
+        if self.cell is None or self.cut:
+            return False
+        self.size += size
+        if self.size > MAX_CAPTURED:
+            self.cut = True
+            self._flush()
+            self.cell.outputs.append(nbformat.v4.new_output(
+                "stream", name="stderr", text="\n[output cut: the run printed more than the grader keeps]\n"))
+            return False
+        return True
+
+    def stream(self, name, text):
+        if not text or not self._room(len(text)):
+            return
+        if name != self._name:
+            self._flush()
+            self._name = name
+        self._pieces.append(text)
+
+    def add(self, kind, **fields):
+        data = fields.get("data")
+        if data is not None:
+            fields["data"] = {str(k): v for k, v in data.items()}
+        if not self._room(len(str(fields)[:MAX_CAPTURED])):
+            return
+        self._flush()
+        try:
+            output = nbformat.v4.new_output(kind, **fields)
+        except Exception:  # data nbformat does not accept: its plain text only
+            if data is None or not isinstance(data.get("text/plain"), str):
+                return
+            output = nbformat.v4.new_output(kind, **{**fields, "data": {"text/plain": data["text/plain"]},
+                                                     "metadata": {}})
+        self.cell.outputs.append(output)
+
+    def clear(self):
+        if self.cell is not None:
+            self._name, self._pieces = None, []
+            self.cell.outputs = []
+
+
+class _Stream:
+    """sys.stdout / sys.stderr while cells run: text goes to the cell's outputs (as in a kernel)."""
+
+    encoding, errors = "utf-8", "strict"
+
+    def __init__(self, outputs, name, original):
+        self._outputs, self.name, self._original = outputs, name, original
+
+    def write(self, text):
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        self._outputs.stream(self.name, text)
+        return len(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+    def readable(self):
+        return False
+
+    def writable(self):
+        return True
+
+    def fileno(self):
+        return self._original.fileno()
+
+
+def _shell(outputs):
+    from IPython.core.compilerop import CachingCompiler, code_name
+    from IPython.core.displayhook import DisplayHook
+    from IPython.core.displaypub import DisplayPublisher
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets import Type
+
+    class Hook(DisplayHook):
+        def write_output_prompt(self):
+            pass
+
+        def write_format_data(self, format_dict, md_dict=None):
+            outputs.add("execute_result", data=format_dict, metadata=md_dict or {},
+                        execution_count=self.prompt_count)
+
+        def finish_displayhook(self):
+            pass
+
+    class Publisher(DisplayPublisher):
+        def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kwargs):
+            if not update:  # an update of an earlier display (display_id) is not shown twice
+                outputs.add("display_data", data=data, metadata=metadata or {})
+
+        def clear_output(self, wait=False):
+            outputs.clear()
+
+    class Compiler(CachingCompiler):
+        """Names a cell's code by its text as written and nothing else (as ipykernel does: the
+        execution count is not part of it), the name the probe's pre-run hook computes, so that
+        errors and findings point at the cell and line."""
+
+        def get_code_name(self, raw_code, transformed_code, number):
+            return code_name(raw_code if raw_code is not None else transformed_code, 0)
+
+    class Shell(InteractiveShell):
+        compiler_class = Type(Compiler)
+        displayhook_class = Type(Hook)
+        display_pub_class = Type(Publisher)
+
+        def enable_gui(self, gui=None):
+            """`%matplotlib inline` (and any GUI): no event loop to start here, as in a kernel
+            without a display; figures are shown by the inline backend's display calls."""
+
+        def _showtraceback(self, etype, evalue, stb):
+            try:
+                value = str(evalue)
+            except Exception:
+                value = "?"
+            outputs.add("error", ename=getattr(etype, "__name__", str(etype)), evalue=value,
+                        traceback=[str(line) for line in stb])
+
+    from traitlets.config import Config
+    return Shell.instance(config=Config({"HistoryManager": {"enabled": False}}))
+
+
+def _no_input(*args, **kwargs):
+    from IPython.core.error import StdinNotImplementedError
+    raise StdinNotImplementedError("raw_input was called, but this frontend does not support input requests.")
+
+
+def _text(value, limit):
+    try:
+        return str(value)[:limit]
+    except Exception:
+        return type(value).__name__
+
+
+def run_here(path):
+    """Quick mode: the cells run in this interpreter, in an IPython shell (the transformations of
+    `%` magics and `!` escapes, the hooks, `display`, the execution counts of a kernel), without a
+    Jupyter kernel, its messaging or a second interpreter. What the driver records and keeps is the
+    same as with a kernel: driver.jsonl, executed.ipynb after each cell, the exit code."""
+    nb = nbformat.read(path, as_version=4)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.environ["IPYTHONDIR"] = tempfile.mkdtemp(prefix="ipython-")
+    os.environ["HARNESS_PROBE"] = "1"  # as in the kernel's environment: the student's subprocesses get it
+    os.chdir(folder)
+    sys.path[0] = folder  # the kernel's first path entry is the notebook's folder
+    import builtins
+    import harness_probe
+    harness_probe.install()
+    outputs = Outputs()
+    real_out, real_err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Stream(outputs, "stdout", real_out), _Stream(outputs, "stderr", real_err)
+    shell = _shell(outputs)
+    builtins.input = _no_input
+
+    def quick_stop(self, etype, value, tb, tb_offset=None):  # no formatted traceback through Keras
+        stb = ["QuickStop: grade --quick stops at the first fit"]
+        outputs.add("error", ename="QuickStop", evalue="", traceback=stb)  # IPython shows nothing itself here
+        return stb
+
+    shell.set_custom_exc((harness_probe.QuickStop,), quick_stop)
+    shell.run_cell(ATTACH, store_history=False)
+    code = 0
+    cells = list(enumerate(nb.cells))
+    emit("start", cells=len(cells))
+    run = 0
+    for index, cell in cells:
+        if cell.cell_type != "code" or not cell.source.strip():
+            continue
+        run += 1
+        emit("cell", index=index, run=run)
+        tags = cell.metadata.get("tags", [])
+        if "skip-execution" in tags:  # as nbclient
+            continue
+        cell.outputs, cell.execution_count = [], shell.execution_count
+        outputs.start(cell)
+        try:
+            result = shell.run_cell(cell.source, store_history=True)
+        finally:
+            outputs.finish()
+            keep_executed(nb)
+        error = result.error_before_exec or result.error_in_exec
+        if error is None or "raises-exception" in tags:
+            continue
+        if isinstance(error, harness_probe.QuickStop):
+            emit("quick_stop", index=index)
+            code = 5
+        else:
+            emit("cell_error", index=index, ename=type(error).__name__, evalue=_text(error, 2000))
+            code = 1
+        break
+    sys.stdout, sys.stderr = real_out, real_err
+    try:
+        harness_probe.finish()
+    except BaseException as exc:
+        emit("finish_failed", message=_text(exc, 500))
+    emit("end", code=code)
+    return code
+
+
 def main():
-    code = asyncio.run(run(sys.argv[1]))
+    if os.environ.get("HARNESS_QUICK") == "1":
+        code = run_here(sys.argv[1])
+    else:
+        code = asyncio.run(run(sys.argv[1]))
     sys.stdout.flush()
     os._exit(code)
 

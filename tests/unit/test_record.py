@@ -65,3 +65,28 @@ def test_failed_validation_leaves_old_record_intact(tmp_path, monkeypatch):
 def test_record_is_frozen():
     with pytest.raises(Exception):
         sample().score = 50
+
+
+def test_load_rejects_what_the_schema_rejects_and_shares_nothing(tmp_path):
+    path = tmp_path / "alice" / "mnist-cnn.json"
+    record.save(sample(), path)
+    first, again = record.load(path), record.load(path)  # the second comes from the in-process memo
+    assert first == again == sample()
+    again.history.setdefault("loss", []).append(9.0)
+    assert record.load(path) == sample(), "a caller's change to a loaded record must not reach the next load"
+    data = json.loads(path.read_text())
+    for bad in ({**data, "status": "passed"}, {**data, "surprise": 1}, {**data, "score": "50"}):
+        path.write_text(json.dumps(bad))
+        with pytest.raises(jsonschema.ValidationError):
+            record.load(path)
+
+
+def test_the_compiled_schema_check_gives_jsonschemas_verdict():
+    check = record.SchemaCheck(record.SCHEMA_PATH, warm=0)  # compiled from the first document on
+    data = sample().model_dump(mode="json")
+    check(data)
+    assert check._fast, "the record schema compiles"
+    for bad in ({**data, "status": "passed"}, {**data, "surprise": 1}, {**data, "score": "50"},
+                {**data, "checks": [{"id": "x"}]}, {**data, "schema_version": 2}):
+        with pytest.raises(jsonschema.ValidationError):
+            check(bad)
