@@ -78,6 +78,9 @@ def _grade(argv: list[str]) -> int:
     parser.add_argument("--force", action="store_true", help="grade again even if an up-to-date record exists")
     parser.add_argument("--memory", type=int, default=None, metavar="MB", help="memory limit per job (default: from the assignment)")
     parser.add_argument("--no-html", action="store_true", help="write records and Markdown only, no HTML reports")
+    parser.add_argument("--progress", choices=["auto", "rich", "plain", "none"], default="auto",
+                        help="live view (rich), one line per job start and end (plain), or none; "
+                             "auto (default): rich on a terminal, plain otherwise")
     _common(parser)
     args = parser.parse_args(argv)
 
@@ -103,14 +106,12 @@ def _grade(argv: list[str]) -> int:
 
     from rich.console import Console
     from rich.text import Text
+    from harness import progress
     from harness.reports import console_table
     console = Console(stderr=False)
 
-    def progress(job, rec) -> None:  # plain text: a student folder named "[/]" is not markup
-        console.print(Text(f"  {rec.student}/{rec.assignment}: {rec.status}, {rec.score:g}/{rec.max_score:g}"))
-
     console.print(Text(f"Grading {len(jobs)} job(s) in the {chosen.name} sandbox{' (quick)' if args.quick else ''}"))
-    records, internal = grade_all(jobs, assignments, chosen, options, progress)
+    records, internal = grade_all(jobs, assignments, chosen, options, progress.make(args.progress, console=console))
     html = None
     if not args.no_html:
         try:  # pure rendering of the records just written; a page that fails changes no grade

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from harness import evidence
 from harness.discover import Job
 from harness.evaluate import Evaluation, ModelReader, claimed_accuracy, describe, evaluate
+from harness.progress import report_stage
 from harness.record import Metrics, write_atomic
 from harness.run import Prepared, RunOptions, prepare, run
 from harness.sandbox import Sandbox, SandboxResult
@@ -102,7 +103,9 @@ def _execute(job: Job, loaded: LoadedAssignment, sandbox: Sandbox, options: RunO
              target: Path, reader: ModelReader | None) -> None:
     with tempfile.TemporaryDirectory(prefix="harness-job-") as tmp:
         prepared = prepare(job, Path(tmp))
+        report_stage(job, "running", prepared.job_dir / "evidence")
         result = run(job, loaded, sandbox, prepared, options)
+        report_stage(job, "evaluating")
         _keep(prepared, result, target)
         write_atomic(target / RUN_FILE, RunRecord(
             mode="quick" if options.quick else "full", runtime=loaded.spec.runtime,

@@ -23,6 +23,7 @@ from harness.discover import Job, printable
 from harness.errors import HarnessError, UsageError
 from harness.execute import execute
 from harness.judge import JobInfo, judge, now
+from harness.progress import ProgressSink, Tracker, report_stage
 from harness.record import Metrics, Record, RunInfo, SubmissionInfo
 from harness.run import RunOptions, scan, submission_files
 from harness.sandbox import Sandbox
@@ -130,6 +131,7 @@ def grade_job(job: Job, assignments: dict[str, LoadedAssignment], sandbox: Sandb
             RunOptions(quick=options.quick, timeout=options.timeout, cache=options.cache,
                        data_root=options.data_root, seed=options.seed, memory_mb=options.memory_mb),
             options.data_root, folder)
+    report_stage(job, "judging")
     info = JobInfo(student=job.student, assignment=job.assignment, entry=job.entry.name,
                    files=submission_files(job.folder), assignment_digest=assignment_digest(loaded))
     return judge(info, loaded, folder, _holdout_signatures(loaded, options))
@@ -294,11 +296,12 @@ def _say(message: str) -> None:
 
 
 def grade_all(jobs: list[Job], assignments: dict[str, LoadedAssignment], sandbox: Sandbox,
-              options: GradeOptions, progress: Callable[[Job, Record], None] | None = None) -> tuple[list[Record], int]:
+              options: GradeOptions, progress: ProgressSink | None = None) -> tuple[list[Record], int]:
     """Grade every job; returns the records and how many could not be graded because of the harness or
     the machine (exit 3). Every per-job step (cache, run, record, report, progress) is guarded: one job's
-    failure never stops the class run. Ctrl-C: running jobs get an `interrupted` record, no job or
-    evaluation starts, and KeyboardInterrupt is raised again once they are recorded."""
+    failure never stops the class run; a progress sink that fails is closed and the run goes on without it.
+    Ctrl-C: running jobs get an `interrupted` record, no job or evaluation starts, and KeyboardInterrupt is
+    raised again once they are recorded."""
     STOPPING.clear()
     counter = threading.Lock()
     internal = 0
@@ -341,13 +344,15 @@ def grade_all(jobs: list[Job], assignments: dict[str, LoadedAssignment], sandbox
 
     def one(job: Job) -> Record | None:
         nonlocal internal
-        path = None
+        path, cached = None, False
         try:
             path = record_path(options.out, job.student, job.assignment)
             rec = None if options.force else _unchanged(path, job, assignments, options, sandbox)
+            cached = rec is not None
             if rec is None:
                 if STOPPING.is_set():
                     return None  # not started: a resumed run grades it
+                tracker.started(job)
                 rec, infra = graded(job)
                 rec = _finish(rec, job, assignments, options, sandbox)
                 if infra:
@@ -365,14 +370,13 @@ def grade_all(jobs: list[Job], assignments: dict[str, LoadedAssignment], sandbox
                     record.save(rec, path)
             except Exception as again:
                 _say(f"error: no record could be written for {job.student}/{job.assignment}: {again}")
+                tracker.finished(job, None, cached)
                 return None
-        if progress:
-            try:
-                progress(job, rec)
-            except Exception as exc:
-                _say(f"warning: progress output failed for {job.student}/{job.assignment}: {exc}")
+        tracker.finished(job, rec, cached)
         return rec
 
+    tracker = Tracker(progress, jobs, max(1, options.jobs), options.out)
+    tracker.start()
     pool = ThreadPoolExecutor(max_workers=max(1, options.jobs))
     futures = []
     try:
@@ -383,8 +387,10 @@ def grade_all(jobs: list[Job], assignments: dict[str, LoadedAssignment], sandbox
         stop_all()
         pool.shutdown(wait=False, cancel_futures=True)
         wait([f for f in futures if not f.cancelled()], timeout=120)  # running jobs write "interrupted"
+        tracker.finish(interrupted=True)
         raise
     pool.shutdown()
+    tracker.finish(interrupted=False)
     return [r for r in records if r is not None], internal
 
 
