@@ -33,6 +33,7 @@ EVENTS_FILE = "events.jsonl"
 MAX_TAIL_LINE = 64 * 1024  # an epoch line is a few hundred bytes; longer lines are skipped unparsed
 MAX_TAIL_STEP = 1 << 20  # read per job per tick
 MAX_TAIL_BYTES = 64 * 2**20  # read per job in all; after that the view stops looking at its epochs
+TICK_SECONDS = 0.5  # how often running jobs' epochs are read
 
 
 # ---------------------------------------------------------------- what sinks are told
@@ -195,7 +196,7 @@ class Summary:
 
     def lines(self, seconds: float, out: Path | None) -> list[str]:
         head = "Interrupted" if self.interrupted else "Finished"
-        counts = ", ".join(f"{n} {status_word(s)}" for s, n in sorted(self.counts.items(), key=lambda kv: -kv[1]))
+        counts = ", ".join(f"{n} {status_word(s)}" for s, n in sorted(self.counts.items(), key=lambda kv: (-kv[1], status_word(kv[0]))))
         lines = [f"{head}: {self.finished} of {self.total} job(s) in {clock(seconds)}" + (f": {counts}" if counts else "")
                  + (f"; {self.full_marks} with full marks" if self.counts.get("graded") else "")]
         if self.cached:
@@ -325,9 +326,9 @@ class Tracker:
     running jobs. With no sink every method is a cheap no-op."""
 
     def __init__(self, sink: ProgressSink | None, jobs: list, workers: int, out: Path,
-                 interval: float = 0.5, clock: Callable[[], float] = time.monotonic):
+                 interval: float | None = None, clock: Callable[[], float] = time.monotonic):
         self.sink, self.jobs, self.workers, self.out = sink, list(jobs), workers, out
-        self.interval, self.clock = interval, clock
+        self.interval, self.clock = interval or TICK_SECONDS, clock
         self._lock = threading.RLock()
         self._started: dict[Any, float] = {}
         self._tails: dict[Any, EventsTail] = {}
