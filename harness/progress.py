@@ -538,17 +538,10 @@ class RichView(Sink):
                 self.state.running[job].epoch = epoch
 
     def job_finished(self, done: JobDone) -> None:
-        from rich.text import Text
         with self._lock:
             self.state.running.pop(done.job, None)
             self.state.done.append(done)
-        mark = "✓" if done.status == "graded" and done.score >= done.max_score else "•"
-        line = Text(f"{mark} ")
-        line.append(str(done.job), style="bold")
-        line.append(f"  {status_word(done.status)} ", style=DONE_STYLE.get(done.status, "red"))
-        line.append(f"{done.score:g}/{done.max_score:g}  ")
-        line.append("unchanged, not run again" if done.cached else f"{done.seconds:.1f} s", style="dim")
-        self.console.print(line)
+        self.console.print(self.done_line(done))  # above the live lines
 
     def run_finished(self, interrupted: bool) -> None:
         self.close()
@@ -560,6 +553,17 @@ class RichView(Sink):
             live.stop()
 
     # -- rendering
+    @staticmethod
+    def done_line(done: JobDone):
+        from rich.text import Text
+        mark = "✓" if done.status == "graded" and done.score >= done.max_score else "•"
+        line = Text(f"{mark} ")
+        line.append(str(done.job), style="bold")
+        line.append(f"  {status_word(done.status)} ", style=DONE_STYLE.get(done.status, "red"))
+        line.append(f"{done.score:g}/{done.max_score:g}  ")
+        line.append("unchanged, not run again" if done.cached else f"{done.seconds:.1f} s", style="dim")
+        return line
+
     def __rich__(self):
         try:
             return self.render()
@@ -600,6 +604,19 @@ class RichView(Sink):
         if len(shown) > self.max_lines:
             parts.append(Text(f"… and {len(shown) - self.max_lines} more running", style="dim"))
         return Group(*parts)
+
+    def screen(self, now: float | None = None):
+        """What the terminal shows during the run: the finished jobs' lines above the live lines."""
+        from rich.console import Group
+        with self._lock:
+            done = list(self.state.done)
+        return Group(*(self.done_line(d) for d in done), self.render(now))
+
+    def busy(self) -> tuple[int, int, int]:
+        """(finished, running, running with an epoch seen)."""
+        with self._lock:
+            running = list(self.state.running.values())
+            return len(self.state.done), len(running), sum(1 for r in running if r.epoch is not None)
 
     def summary(self, interrupted: bool):
         from rich.text import Text
