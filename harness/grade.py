@@ -376,10 +376,10 @@ def grade_all(jobs: list[Job], assignments: dict[str, LoadedAssignment], sandbox
         return rec
 
     tracker = Tracker(progress, jobs, max(1, options.jobs), options.out)
-    tracker.start()
     pool = ThreadPoolExecutor(max_workers=max(1, options.jobs))
     futures = []
     try:
+        tracker.start()
         for job in jobs:
             futures.append(pool.submit(one, job))
         records = [f.result() for f in futures]

@@ -254,3 +254,24 @@ def test_make_picks_plain_when_the_output_is_not_a_terminal():
     assert isinstance(progress.make("auto", stream=io.StringIO()), PlainLog)
     assert isinstance(progress.make("rich", stream=io.StringIO()), RichView)
     assert progress.make("none") is None
+
+
+def test_ctrl_c_ends_the_view_with_an_interrupted_summary(tmp_path, assignments, monkeypatch):
+    import pytest
+    from harness.sandbox import base
+    jobs = discover([make_class(tmp_path, ["ann", "bob"])], assignments)
+
+    def interrupted(job, *a):
+        raise KeyboardInterrupt  # what Ctrl-C raises in the main thread, raised here from the job instead
+
+    monkeypatch.setattr(grading, "grade_job", interrupted)
+    view, console, _ = _view()
+    options = GradeOptions(quick=True, out=tmp_path / "out", cache=tmp_path / "cache")
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            grade_all(jobs, assignments, FakeSandbox(), options, view)
+    finally:
+        base.STOPPING.clear()
+    text = console.export_text()
+    assert "Interrupted: 0 of 2 job(s)" in text
+    assert "2 job(s) not graded: run grade again and it resumes with them" in text
