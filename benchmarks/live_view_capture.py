@@ -3,9 +3,10 @@ chromium is installed, a PNG of it.
 
 Grades a class folder in the real sandbox while the rich view follows it (drawn live on this terminal
 when stdout is one), renders what the terminal shows into a recording console every second, and keeps
-the fullest moment (most running jobs showing an epoch, then most running, then most finished). Writes
+the fullest moment (most jobs training with an epoch shown, then most running, then most finished). Writes
 reports/screenshots/live-view.svg (+ .png) and the end of the run, live-view-summary.svg (+ .png), and
-prints how many snapshots it took and what the kept one showed.
+prints how many snapshots it took and what the kept one showed. Jobs run
+with --force into reports/live-view-run/ (git-ignored).
 
     python benchmarks/live_view_capture.py [FOLDER] [--data-root DIR] [--jobs 2] [--quick]
                                            [--assignment ID] [--copy-to docs/live-view.svg]
@@ -70,6 +71,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--assignment", default=None)
+    parser.add_argument("--timeout", type=float, default=None, help="seconds per job (default: the assignment's)")
     parser.add_argument("--width", type=int, default=110)
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "screenshots")
     parser.add_argument("--records", type=Path, default=Path("reports") / "live-view-run",
@@ -82,12 +84,14 @@ def main() -> None:
     sandbox = pick_sandbox("bwrap")
     args.out.mkdir(parents=True, exist_ok=True)
     options = GradeOptions(quick=args.quick, out=args.records, cache=default_cache(), data_root=args.data_root,
-                           jobs=args.jobs, force=True)
+                           jobs=args.jobs, force=True, timeout=args.timeout)
     terminal = Console()
     view = RichView(console=terminal if terminal.is_terminal else Console(file=io.StringIO()),
                     live=terminal.is_terminal)
-    command = Text(f"$ grade {args.folder.name}/ --jobs {args.jobs}" + (" --quick" if args.quick else ""),
-                   style="bold")
+    flags = [f"--jobs {args.jobs}", *(["--quick"] if args.quick else []),
+             *([f"--assignment {args.assignment}"] if args.assignment else []),
+             *([f"--timeout {args.timeout:g}"] if args.timeout else [])]
+    command = Text(f"$ grade {args.folder.name}/ {' '.join(flags)}", style="bold")
     header = Text(f"Grading {len(jobs)} job(s) in the {sandbox.name} sandbox" + (" (quick)" if args.quick else ""))
     best: list = [(-1, -1, -1), None, ""]
     taken, stop = 0, threading.Event()
@@ -99,7 +103,7 @@ def main() -> None:
             score = (epochs, running, finished)
             if score >= best[0]:
                 best[:] = [score, recorded(args.width, command, header, view.screen()),
-                           f"{finished} finished, {running} running, {epochs} showing an epoch"]
+                           f"{finished} finished, {running} running, {epochs} training with an epoch shown"]
             taken += 1
 
     thread = threading.Thread(target=snapshots, daemon=True)

@@ -196,9 +196,11 @@ class Summary:
 
     def lines(self, seconds: float, out: Path | None) -> list[str]:
         head = "Interrupted" if self.interrupted else "Finished"
-        counts = ", ".join(f"{n} {status_word(s)}" for s, n in sorted(self.counts.items(), key=lambda kv: (-kv[1], status_word(kv[0]))))
-        lines = [f"{head}: {self.finished} of {self.total} job(s) in {clock(seconds)}" + (f": {counts}" if counts else "")
-                 + (f"; {self.full_marks} with full marks" if self.counts.get("graded") else "")]
+        lines = [f"{head}: {self.finished} of {self.total} job(s) in {clock(seconds)}"]
+        counts = [f"{n} {status_word(s)}" + (f" ({self.full_marks} with full marks)" if s == "graded" else "")
+                  for s, n in sorted(self.counts.items(), key=lambda kv: (-kv[1], status_word(kv[0])))]
+        if counts:
+            lines.append(", ".join(counts))
         if self.cached:
             lines.append(f"{self.cached} job(s) unchanged since the last run: their records were kept, nothing ran")
         if self.total > self.finished:
@@ -556,7 +558,7 @@ class RichView(Sink):
     @staticmethod
     def done_line(done: JobDone):
         from rich.text import Text
-        mark = "✓" if done.status == "graded" and done.score >= done.max_score else "•"
+        mark = ("✓" if done.score >= done.max_score else "•") if done.status == "graded" else "✗"
         line = Text(f"{mark} ")
         line.append(str(done.job), style="bold")
         line.append(f"  {status_word(done.status)} ", style=DONE_STYLE.get(done.status, "red"))
@@ -613,10 +615,11 @@ class RichView(Sink):
         return Group(*(self.done_line(d) for d in done), self.render(now))
 
     def busy(self) -> tuple[int, int, int]:
-        """(finished, running, running with an epoch seen)."""
+        """(finished, running, training: running with an epoch seen and still in the run stage)."""
         with self._lock:
             running = list(self.state.running.values())
-            return len(self.state.done), len(running), sum(1 for r in running if r.epoch is not None)
+            return (len(self.state.done), len(running),
+                    sum(1 for r in running if r.epoch is not None and r.stage == "running"))
 
     def summary(self, interrupted: bool):
         from rich.text import Text

@@ -56,7 +56,7 @@ def test_plain_log_prints_one_start_and_one_end_line_per_job_without_control_cha
         "end   ann/fashion-mnist-cnn: graded, 60/60 (35.0 s) [2/3 done]",
         "end   bob/ox: graded, 40/60 (unchanged, not run again) [3/3 done]",
     ]
-    assert lines[7].startswith("Finished: 3 of 3 job(s) in 0:00:35: 2 graded, 1 invalid submission; 1 with full marks")
+    assert lines[7:9] == ["Finished: 3 of 3 job(s) in 0:00:35", "2 graded (1 with full marks), 1 invalid submission"]
     assert "Slowest: ann/fashion-mnist-cnn 35.0 s, eve" in out.getvalue()
     assert not any(ord(c) < 32 and c != "\n" for c in out.getvalue())
 
@@ -110,11 +110,11 @@ def test_rich_view_summary_counts_match_the_records_of_a_class_run(tmp_path, ass
     text = console.export_text()
     counts = Counter(r.status for r in records)
     assert counts == {"graded": 2, "no-model": 1, "timeout": 1, "error": 1}
-    assert ("Finished: 5 of 5 job(s) in 0:00:00: 2 graded, 1 no trained model, 1 stopped with an error, "
-            "1 time limit reached; 2 with full marks") in text
+    assert ("Finished: 5 of 5 job(s) in 0:00:00\n2 graded (2 with full marks), 1 no trained model, "
+            "1 stopped with an error, 1 time limit reached\n") in text
     assert "3 job(s) unchanged since the last run" in text  # bob, cid and dan; eve's error is not kept
     assert f"Records and reports in {options.out}/" in text
-    assert text.count("unchanged, not run again") == 3 and "✓ ann/ox" in text
+    assert text.count("unchanged, not run again") == 3 and "✓ ann/ox" in text and "✗ eve/ox" in text
 
 
 class Exploding(progress.Sink):
