@@ -165,8 +165,7 @@ def epoch_text(seen: EpochSeen | None) -> str:
     parts = [f"epoch {seen.epoch}" + (f"/{seen.epochs}" if seen.epochs else "")]
     if seen.fit and seen.fit > 1:
         parts[0] = f"fit {seen.fit} " + parts[0]
-    for name, value in (("loss", seen.loss), ("accuracy", seen.accuracy), ("val_loss", seen.val_loss),
-                        ("val_accuracy", seen.val_accuracy)):
+    for name, value in (("loss", seen.loss), ("acc", seen.accuracy), ("val_acc", seen.val_accuracy)):
         if value is not None:
             parts.append(f"{name} {value:.4f}")
     return " ".join(parts)
@@ -566,46 +565,59 @@ class RichView(Sink):
         line.append("unchanged, not run again" if done.cached else f"{done.seconds:.1f} s", style="dim")
         return line
 
-    def __rich__(self):
+    def __rich_console__(self, console, options):
         try:
-            return self.render()
+            yield self.render(width=options.max_width)
         except Exception as exc:  # drawn by rich's own thread: never raise there
             from rich.text import Text
             self.failed = f"{type(exc).__name__}: {exc}"
-            return Text(f"(the progress view cannot draw: {clean(self.failed)})")
+            yield Text(f"(the progress view cannot draw: {clean(self.failed)})")
 
-    def render(self, now: float | None = None):
+    def render(self, now: float | None = None, width: int | None = None):
+        """The live lines: the bar with done/total, elapsed and ETA, then one line per running job. Every
+        line is cut at the console's width (names, stage and time keep their place; the epoch is cut)."""
         from rich.console import Group
         from rich.progress_bar import ProgressBar
         from rich.table import Table
         from rich.text import Text
         now = self.clock() if now is None else now
+        width = width or self.console.width
         with self._lock:
             state = replace(self.state, running={k: replace(v) for k, v in self.state.running.items()},
                             done=list(self.state.done))
         elapsed = now - state.began
         finished = len(state.done)
-        head = Table.grid(padding=(0, 1))
-        head.add_column(width=40)
-        head.add_column()
         left = eta(state.total, state.done, elapsed)
-        counts = Text()
+        counts = Text(no_wrap=True, overflow="ellipsis")
         counts.append(f"{finished}/{state.total} done", style="bold")
         counts.append(f"  {len(state.running)} running  elapsed {clock(elapsed)}  ")
         counts.append(f"ETA {clock(left) if left is not None else '--:--'}", style="cyan")
-        head.add_row(ProgressBar(total=max(state.total, 1), completed=finished, width=40), counts)
-        jobs = Table(box=None, padding=(0, 2), show_edge=False, header_style="dim")
-        for name in ("student", "assignment", "stage", "elapsed", "latest epoch"):
-            jobs.add_column(name, overflow="ellipsis", no_wrap=True)
+        bar = max(10, min(40, width - 62))
+        head = Table.grid(padding=(0, 1))
+        head.add_column(width=bar)
+        head.add_column(no_wrap=True, overflow="ellipsis")
+        head.add_row(ProgressBar(total=max(state.total, 1), completed=finished, width=bar), counts)
         shown = sorted(state.running.values(), key=lambda r: r.since)
+        if not shown:
+            return head
+        sw = min(28, max([7, *(len(r.job.student) for r in shown)]))
+        aw = min(28, max([10, *(len(r.job.assignment) for r in shown)]))
+
+        def fit(text: str, size: int) -> str:
+            return (text if len(text) <= size else text[:size - 1] + "…").ljust(size)
+
+        lines = [Text(f"  {fit('student', sw)}  {fit('assignment', aw)}  {fit('stage', 10)}  elapsed  latest epoch",
+                      style="dim", no_wrap=True, overflow="ellipsis")]
         for running in shown[:self.max_lines]:
-            jobs.add_row(Text(running.job.student, style="bold"), Text(running.job.assignment),
-                         Text(running.stage, style=STAGE_STYLE.get(running.stage, "")),
-                         Text(clock(now - running.since)), Text(epoch_text(running.epoch)))
-        parts = [head, jobs] if shown else [head]
+            line = Text("  ", no_wrap=True, overflow="ellipsis")
+            line.append(fit(running.job.student, sw), style="bold")
+            line.append(f"  {fit(running.job.assignment, aw)}  ")
+            line.append(fit(running.stage, 10), style=STAGE_STYLE.get(running.stage, ""))
+            line.append(f"  {clock(now - running.since):>7}  {epoch_text(running.epoch)}")
+            lines.append(line)
         if len(shown) > self.max_lines:
-            parts.append(Text(f"… and {len(shown) - self.max_lines} more running", style="dim"))
-        return Group(*parts)
+            lines.append(Text(f"  … and {len(shown) - self.max_lines} more running", style="dim"))
+        return Group(head, *lines)
 
     def screen(self, now: float | None = None):
         """What the terminal shows during the run: the finished jobs' lines above the live lines."""

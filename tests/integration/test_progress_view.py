@@ -29,7 +29,7 @@ def test_plain_progress_prints_one_start_and_one_end_line_per_job_and_the_epochs
     assert "end   ann/fashion-mnist-cnn: graded, " in out
     assert "end   bob/fashion-mnist-cnn: invalid-submission, 0/0" in out
     epochs = [line for line in lines if line.startswith("epoch ann/fashion-mnist-cnn: epoch ")]
-    assert epochs and all("/2 loss " in line and " accuracy " in line for line in epochs), out
+    assert epochs and all("/2 loss " in line and " acc " in line for line in epochs), out
     assert lines.index(epochs[0]) < lines.index(next(e for e in lines if e.startswith("end   ann/")))
     assert not any("\x1b" in line for line in lines)
     assert "Finished: 3 of 3 job(s)" in out and "2 invalid submission" in out

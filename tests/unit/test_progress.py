@@ -50,7 +50,7 @@ def test_plain_log_prints_one_start_and_one_end_line_per_job_without_control_cha
     assert lines[:7] == [
         "start ann/fashion-mnist-cnn",
         "start eve\\x1b[31m\\x0d\\x0ared/ox",
-        "epoch ann/fashion-mnist-cnn: epoch 1/5 loss 0.5000 accuracy 0.8123",
+        "epoch ann/fashion-mnist-cnn: epoch 1/5 loss 0.5000 acc 0.8123",
         "epoch ann/fashion-mnist-cnn: epoch 4/5 loss 0.3000",
         "end   eve\\x1b[31m\\x0d\\x0ared/ox: invalid-submission, 0/0 (0.2 s) [1/3 done]",
         "end   ann/fashion-mnist-cnn: graded, 60/60 (35.0 s) [2/3 done]",
@@ -82,7 +82,7 @@ def test_rich_view_shows_each_running_job_with_its_stage_elapsed_time_and_latest
     console.print(view.render())
     text = console.export_text()
     rows = {line.split()[0]: line for line in text.splitlines() if line.split() and line.split()[0] in ("ann", "[bold]bob")}
-    assert "running" in rows["ann"] and "0:01:20" in rows["ann"] and "epoch 3/5 loss 0.4100 accuracy 0.8600" in rows["ann"]
+    assert "running" in rows["ann"] and "0:01:20" in rows["ann"] and "epoch 3/5 loss 0.4100 acc 0.8600" in rows["ann"]
     assert "evaluating" in rows["[bold]bob"] and "0:01:15" in rows["[bold]bob"] and "epoch" not in rows["[bold]bob"]
     assert "✓ cid/ox  graded 60/60  20.0 s" in text  # a finished job is printed above the live lines
     assert "1/4 done  2 running  elapsed 0:01:20" in text
