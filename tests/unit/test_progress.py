@@ -275,3 +275,19 @@ def test_ctrl_c_ends_the_view_with_an_interrupted_summary(tmp_path, assignments,
     text = console.export_text()
     assert "Interrupted: 0 of 2 job(s)" in text
     assert "2 job(s) not graded: run grade again and it resumes with them" in text
+
+
+def test_a_narrow_terminal_cuts_the_epoch_never_the_name_stage_or_time():
+    view, console, clock = _view(width=64)
+    job = JobRef("alice", "fashion-mnist-cnn")
+    view.run_started(1, 1, Path("reports"))
+    view.job_started(job)
+    view.stage_changed(job, "running")
+    view.epoch_seen(job, EpochSeen(epoch=5, epochs=5, fit=1, loss=0.1689, accuracy=0.9367, val_accuracy=0.9168))
+    clock.now += 838
+    console.print(view)  # as the live display draws it
+    lines = console.export_text().splitlines()
+    row = next(line for line in lines if line.startswith("  alice"))
+    assert row.split()[:4] == ["alice", "fashion-mnist-cnn", "running", "0:13:58"]
+    assert row.endswith("…") and "epoch 5/5 lo" in row
+    assert all(len(line) <= 64 for line in lines)
