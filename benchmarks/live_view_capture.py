@@ -102,7 +102,7 @@ def main() -> None:
             finished, running, epochs = view.busy()
             score = (epochs, running, finished)
             if score >= best[0]:
-                best[:] = [score, recorded(args.width, command, header, view.screen()),
+                best[:] = [score, recorded(args.width, command, header, view.screen(width=args.width)),
                            f"{finished} finished, {running} running, {epochs} training with an epoch shown"]
             taken += 1
 

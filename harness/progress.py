@@ -619,12 +619,12 @@ class RichView(Sink):
             lines.append(Text(f"  … and {len(shown) - self.max_lines} more running", style="dim"))
         return Group(head, *lines)
 
-    def screen(self, now: float | None = None):
+    def screen(self, now: float | None = None, width: int | None = None):
         """What the terminal shows during the run: the finished jobs' lines above the live lines."""
         from rich.console import Group
         with self._lock:
             done = list(self.state.done)
-        return Group(*(self.done_line(d) for d in done), self.render(now))
+        return Group(*(self.done_line(d) for d in done), self.render(now, width))
 
     def busy(self) -> tuple[int, int, int]:
         """(finished, running, training: running with an epoch seen and still in the run stage)."""
