@@ -99,6 +99,9 @@ def _grade(argv: list[str]) -> int:
     parser.add_argument("--runtime", choices=["keras3", "legacy"], default=None,
                         help="run every job with this runtime (default: the assignment's pin, else detected from "
                              "the code)")
+    parser.add_argument("--progress", choices=["auto", "rich", "plain", "none"], default="auto",
+                        help="live view (rich), one line per job start and end (plain), or none; "
+                             "auto (default): rich on a terminal, plain otherwise")
     _common(parser)
     args = parser.parse_args(argv)
 
@@ -130,14 +133,12 @@ def _grade(argv: list[str]) -> int:
 
     from rich.console import Console
     from rich.text import Text
+    from harness import progress
     from harness.reports import console_table
     console = Console(stderr=False)
 
-    def progress(job, rec) -> None:  # plain text: a student folder named "[/]" is not markup
-        console.print(Text(f"  {rec.student}/{rec.assignment}: {rec.status}, {rec.score:g}/{rec.max_score:g}"))
-
     console.print(Text(f"Grading {len(jobs)} job(s) in the {chosen.name} sandbox{' (quick)' if args.quick else ''}"))
-    records, internal = grade_all(jobs, assignments, chosen, options, progress)
+    records, internal = grade_all(jobs, assignments, chosen, options, progress.make(args.progress, console=console))
     html = None
     if not args.no_html:
         try:  # pure rendering of the records just written; a page that fails changes no grade

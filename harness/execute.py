@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from harness import evidence, runtime
 from harness.discover import Job
 from harness.evaluate import Evaluation, ModelReader, claimed_accuracy, describe, evaluate
+from harness.progress import report_stage
 from harness.record import Metrics, write_atomic
 from harness.run import Prepared, RunOptions, prepare, run
 from harness.sandbox import Sandbox, SandboxResult
@@ -113,7 +114,9 @@ def execute(job: Job, loaded: LoadedAssignment, sandbox: Sandbox, options: RunOp
 
 def _execute(job: Job, loaded: LoadedAssignment, sandbox: Sandbox, options: RunOptions, data_root: Path | None,
              target: Path, reader: ModelReader | None, prepared: Prepared, choice: runtime.Choice) -> None:
+    report_stage(job, "running", prepared.job_dir / "evidence")
     result = run(job, loaded, sandbox, prepared, options)
+    report_stage(job, "evaluating")
     _keep(prepared, result, target)
     write_atomic(target / RUN_FILE, RunRecord(
         mode="quick" if options.quick else "full", runtime=choice.runtime, runtime_reason=choice.reason,

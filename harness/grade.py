@@ -23,6 +23,7 @@ from harness.discover import Job, printable
 from harness.errors import HarnessError, UsageError
 from harness.execute import execute
 from harness.judge import JobInfo, judge, now
+from harness.progress import ProgressSink, Tracker, report_stage
 from harness.record import Metrics, Record, RunInfo, SubmissionInfo
 from harness.run import RunOptions, scan, submission_files
 from harness.sandbox import Sandbox
@@ -147,6 +148,7 @@ def grade_job(job: Job, assignments: dict[str, LoadedAssignment], sandbox: Sandb
                        data_root=options.data_root, seed=options.seed, memory_mb=options.memory_mb,
                        runtime=options.runtime, gpu_ids=options.gpu_ids),
             options.data_root, folder)
+    report_stage(job, "judging")
     info = JobInfo(student=job.student, assignment=job.assignment, entry=job.entry.name,
                    files=submission_files(job.folder), assignment_digest=assignment_digest(loaded))
     return judge(info, loaded, folder, _holdout_signatures(loaded, options))
@@ -335,13 +337,13 @@ def sweep_leftovers(out: Path) -> None:
 
 
 def grade_all(jobs: list[Job], assignments: dict[str, LoadedAssignment], sandbox: Sandbox,
-              options: GradeOptions, progress: Callable[[Job, Record], None] | None = None) -> tuple[list[Record], int]:
+              options: GradeOptions, progress: ProgressSink | None = None) -> tuple[list[Record], int]:
     """Grade every job; returns the records and how many could not be graded because of the harness or
     the machine (exit 3). Every per-job step (cache, run, record, report, progress) is guarded: one job's
     failure never stops the class run. Jobs run on `options.executor` (harness.executors), each when the
     resources it asks for are free; the resume cache, records, evidence and progress stay here. Ctrl-C:
     running jobs get an `interrupted` record, no job or evaluation starts, and KeyboardInterrupt is raised
-    again once they are recorded."""
+    again once they are recorded. A progress sink that fails is closed and the run goes on without it."""
     from harness import executors, resources, worker
     STOPPING.clear()
     sweep_leftovers(options.out)
@@ -387,18 +389,21 @@ def grade_all(jobs: list[Job], assignments: dict[str, LoadedAssignment], sandbox
 
     def one(job: Job) -> Record | None:
         nonlocal internal
-        path = None
+        path, cached = None, False
         try:
             path = record_path(options.out, job.student, job.assignment)
             rec = None if options.force else _unchanged(path, job, assignments, options, sandbox)
             if rec is not None and not path.with_suffix(".md").exists():  # killed between the record and its report
                 loaded = assignments.get(job.assignment)
                 reports.write_markdown(rec, path.with_suffix(".md"), loaded.spec.report if loaded else None)
+            cached = rec is not None
             if rec is None:
                 if STOPPING.is_set():
                     return None  # not started: a resumed run grades it
+                tracker.started(job)
                 done = graded(job)
                 if done is None:
+                    tracker.finished(job, None, cached)
                     return None
                 rec, infra = done
                 rec = _finish(rec, job, assignments, options, sandbox)
@@ -417,12 +422,9 @@ def grade_all(jobs: list[Job], assignments: dict[str, LoadedAssignment], sandbox
                     record.save(rec, path)
             except Exception as again:
                 _say(f"error: no record could be written for {job.student}/{job.assignment}: {again}")
+                tracker.finished(job, None, cached)
                 return None
-        if progress:
-            try:
-                progress(job, rec)
-            except Exception as exc:
-                _say(f"warning: progress output failed for {job.student}/{job.assignment}: {exc}")
+        tracker.finished(job, rec, cached)
         return rec
 
     try:
@@ -433,8 +435,10 @@ def grade_all(jobs: list[Job], assignments: dict[str, LoadedAssignment], sandbox
     except BaseException:
         executor.close()
         raise
+    tracker = Tracker(progress, jobs, max(1, min(workers, len(jobs) or 1)), options.out)
     futures = []
     try:
+        tracker.start()
         for job in jobs:
             futures.append(pool.submit(one, job))
         records = [f.result() for f in futures]
@@ -443,9 +447,11 @@ def grade_all(jobs: list[Job], assignments: dict[str, LoadedAssignment], sandbox
         executor.stop()
         pool.shutdown(wait=False, cancel_futures=True)
         wait([f for f in futures if not f.cancelled()], timeout=120)  # running jobs write "interrupted"
+        tracker.finish(interrupted=True)
         executor.close()
         raise
     pool.shutdown()
+    tracker.finish(interrupted=False)
     executor.close()
     return [r for r in records if r is not None], internal
 

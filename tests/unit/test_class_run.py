@@ -8,6 +8,7 @@ from harness import grade as grading
 from harness import reports
 from harness.discover import discover
 from harness.grade import GradeOptions, assignment_digest, grade_all, record_path
+from harness.progress import Sink
 from harness.run import submission_files
 from harness.record import Metrics, Record, RunInfo, SubmissionInfo
 
@@ -52,15 +53,14 @@ def test_a_failing_step_costs_one_record_never_the_class(tmp_path, assignments, 
 
     printed = []
 
-    def progress(job, rec):
-        printed.append(job.student)
-        if job.student == "ann":
-            raise ValueError("the console broke")
+    class Progress(Sink):
+        def job_finished(self, done):
+            printed.append(done.job.student)
 
     monkeypatch.setattr(grading, "grade_job", fake_grade_job)
     monkeypatch.setattr(reports, "write_markdown", flaky_markdown)
     options = GradeOptions(quick=True, out=tmp_path / "out", cache=tmp_path / "cache")
-    records, internal = grade_all(jobs, assignments, FakeSandbox(), options, progress)
+    records, internal = grade_all(jobs, assignments, FakeSandbox(), options, Progress())
     by_student = {r.student: r for r in records}
     assert set(by_student) == {"ann", "[bold]x", "boom", "mdfail", "zed"}
     assert internal == 2
