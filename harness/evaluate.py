@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -226,7 +225,7 @@ def _request(loaded: LoadedAssignment, sandbox: Sandbox, job_dir: Path, model: s
     layout = sandbox.layout(job_dir)
     ws = layout.workspace
     shutil.copyfile(EVALUATOR, job_dir / "stage" / "predict.py")
-    python_bin = str(Path(sys.executable).parent)
+    python_bin = str(Path(layout.python).parent)
     return SandboxRequest(
         argv=[layout.python, f"{ws}/predict.py", "--model", model.replace("{ws}", ws), "--out", layout.evidence,
               "--runtime", loaded.spec.runtime, *[a.replace("{ws}", ws) for a in extra_args]],

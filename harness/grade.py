@@ -26,7 +26,7 @@ from harness.judge import JobInfo, judge, now
 from harness.record import Metrics, Record, RunInfo, SubmissionInfo
 from harness.run import RunOptions, scan, submission_files
 from harness.sandbox import Sandbox
-from harness.sandbox.base import STOPPING, Interrupted, stop_all
+from harness.sandbox.base import STOPPING, Interrupted
 from harness.spec import LoadedAssignment
 
 
@@ -380,7 +380,7 @@ def grade_all(jobs: list[Job], assignments: dict[str, LoadedAssignment], sandbox
             futures.append(pool.submit(one, job))
         records = [f.result() for f in futures]
     except KeyboardInterrupt:
-        stop_all()
+        sandbox.cancel()
         pool.shutdown(wait=False, cancel_futures=True)
         wait([f for f in futures if not f.cancelled()], timeout=120)  # running jobs write "interrupted"
         raise

@@ -9,7 +9,6 @@ import hashlib
 import os
 import shutil
 import stat
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,7 +181,7 @@ def run(job: Job, assignment: LoadedAssignment, sandbox: Sandbox, prepared: Prep
     served = serving.serve(spec.data, root, layout, standin=is_standin,
                            tfds_dir=tfds_dir(assignment, options, root, is_standin))
     mounts = served.mounts + mapped_mounts(job, assignment, prepared, layout, root, sandbox.isolates)
-    python_bin = str(Path(sys.executable).parent)
+    python_bin = str(Path(layout.python).parent)  # the sandbox's python: this one, or the grading image's
     env = {
         "PATH": f"{python_bin}:/usr/local/bin:/usr/bin:/bin",
         "HOME": layout.home,
