@@ -104,6 +104,7 @@ def judge(job: JobInfo, loaded: LoadedAssignment, folder: Path, holdout_signatur
         history=ev.history(),
         run=RunInfo(sandbox=result.sandbox, runtime=run_record.runtime, mode=run_record.mode,
                     wall_seconds=result.wall_seconds, peak_memory_mb=result.peak_memory_mb,
-                    exit_code=result.exit_code, evaluation_seconds=evaluation.seconds or None),
+                    exit_code=result.exit_code, evaluation_seconds=evaluation.seconds or None,
+                    gpus=list(result.gpus), tensorflow_gpus=evaluation.tensorflow_gpus),
         submission=SubmissionInfo(entry=job.entry, files=job.files, assignment_digest=job.assignment_digest),
         evidence_problems=ev.problems)

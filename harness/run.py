@@ -30,6 +30,7 @@ class RunOptions:
     data_root: Path | None = None
     seed: int | None = None
     memory_mb: int | None = None
+    gpus: tuple[str, ...] = ()  # GPU device ids the pool gave this job (also its evaluation's)
 
 
 @dataclass(frozen=True)
@@ -217,5 +218,7 @@ def run(job: Job, assignment: LoadedAssignment, sandbox: Sandbox, prepared: Prep
         limits=Limits(memory_mb=options.memory_mb or spec.memory_mb,
                       workspace_mb=max(512, spec.max_submission_mb * 2)),
         log=prepared.job_dir / "output.log",
+        gpus=tuple(options.gpus),
+        label=f"{job.student}/{job.assignment}",
     )
     return sandbox.run(request)

@@ -117,3 +117,9 @@ def processes_with(token: str) -> list[int]:
             except OSError:
                 pass
     return found
+
+
+def docker_missing() -> str | None:
+    """Why docker-sandbox tests cannot run here (no engine answers), else None: the one reason they skip on."""
+    from harness.sandbox.docker import engine_missing
+    return engine_missing()
