@@ -123,3 +123,10 @@ def docker_missing() -> str | None:
     """Why docker-sandbox tests cannot run here (no engine answers), else None: the one reason they skip on."""
     from harness.sandbox.docker import engine_missing
     return engine_missing()
+
+
+def my_containers() -> list:
+    """Containers this test process's harness made that still exist (none once its sandboxes are done)."""
+    from harness.sandbox.docker import LABEL, OWNER, DockerSandbox, _owner
+    found = DockerSandbox().client().containers.list(all=True, filters={"label": f"{LABEL}=1"})
+    return [c for c in found if c.labels.get(OWNER) == _owner()]
