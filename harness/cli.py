@@ -169,6 +169,8 @@ def _harness(argv: list[str]) -> int:
     report.add_argument("--out", type=Path, default=None, help="where the pages go (default RUN_DIR/html)")
     from harness import publish as publishing
     publishing.add_parsers(sub)  # new, validate, publish
+    from harness import image
+    image.add_parser(sub)  # build | tag | lock
     args = parser.parse_args(argv)
 
     if args.command == "report":
@@ -176,6 +178,8 @@ def _harness(argv: list[str]) -> int:
         return webreport.command(args.run_dir, args.assignments or default_assignments(), args.data_root, args.out)
     if args.command == "data":
         return _data(args)
+    if args.command == "image":
+        return image.main(args)
     if args.command in ("new", "validate", "publish"):
         return publishing.main(args)
     if args.command == "rescore":
