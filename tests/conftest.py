@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -119,10 +120,11 @@ def processes_with(token: str) -> list[int]:
     return found
 
 
+@functools.cache
 def docker_missing() -> str | None:
     """Why docker-sandbox tests cannot run here (no engine answers), else None: the one reason they skip on."""
-    from harness.sandbox.docker import engine_missing
-    return engine_missing()
+    from harness.image import engine_unavailable_reason
+    return engine_unavailable_reason()
 
 
 def my_containers() -> list:

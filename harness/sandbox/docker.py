@@ -23,18 +23,17 @@ import time
 from pathlib import Path
 
 from harness.errors import InfrastructureError
+from harness.image import PYTHON_IN_IMAGE
 from harness.sandbox import base
 from harness.sandbox.base import Layout, SandboxRequest, SandboxResult, cuda_visible_devices, register
 from harness.sandbox.bwrap import HIDDEN
 
-IMAGE_PYTHON = "/opt/harness/venv/bin/python"  # the grading image's virtual environment (harness/image.py)
 INSIDE = Layout(workspace="/workspace", evidence="/evidence", probe="/opt/harness-probe",
-                home="/home/student", python=IMAGE_PYTHON)
+                home="/home/student", python=PYTHON_IN_IMAGE)
 PROBE = Path(__file__).resolve().parent.parent / "probe"
 LABEL, OWNER, JOB = "cnn-harness", "cnn-harness.owner", "cnn-harness.job"
 LOG_MAX = "8m"  # what the engine keeps of a job's output (json-file, one file): a job cannot fill its disk
 STAGE = 'cp -R /submission/. "$HARNESS_WORKSPACE"/ 2>/dev/null; exec "$@"'
-INSTALL = "run `make install` (it installs Docker and starts dockerd)"
 
 
 def _owner() -> str:
@@ -243,20 +242,6 @@ def _hand_over(evidence: Path) -> None:
         evidence.chmod(0o777)
 
 
-@functools.cache
-def engine_missing() -> str | None:
-    """Why no container can run here (no SDK, no engine answering), else None. The one reason tests skip on."""
-    try:
-        import docker
-    except ImportError:
-        return f"the Docker SDK for Python is not installed: {INSTALL}"
-    try:
-        docker.from_env(version="auto", timeout=10).ping()
-    except Exception as exc:
-        return f"no Docker Engine answers here ({str(exc)[:200]}): {INSTALL}"
-    return None
-
-
 _SWEPT = threading.Event()
 _SWEEP_LOCK = threading.Lock()
 
@@ -277,7 +262,8 @@ class DockerSandbox:
 
     @functools.cache
     def unavailable_reason(self) -> str | None:
-        missing = engine_missing()
+        from harness import image
+        missing = image.engine_unavailable_reason()
         if missing:
             return missing
         try:
