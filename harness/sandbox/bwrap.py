@@ -107,7 +107,7 @@ def _gpu_devices(gpus: tuple[str, ...]) -> list[str]:
     if not gpus:
         return []
     dev = Path("/dev")
-    nodes = [n for n in ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset")]
+    nodes = ["nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset"]
     if "all" in gpus:
         nodes += sorted(p.name for p in dev.glob("nvidia[0-9]*"))
     else:
