@@ -378,6 +378,9 @@ def grade_all(jobs: list[Job], assignments: dict[str, LoadedAssignment], sandbox
     try:
         for job in jobs:
             futures.append(pool.submit(one, job))
+        pending = set(futures)
+        while pending:  # waking up: a Ctrl-C delivered to another thread (one reading a socket) is seen here
+            _, pending = wait(pending, timeout=0.5)
         records = [f.result() for f in futures]
     except KeyboardInterrupt:
         sandbox.cancel()
