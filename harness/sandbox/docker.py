@@ -85,6 +85,11 @@ def container_config(request: SandboxRequest, image: str, owner: str) -> tuple[d
                             read_only=not mount.writable))
     tmpfs = {INSIDE.workspace: _tmpfs(limits.workspace_mb, "0755"), "/tmp": _tmpfs(limits.tmp_mb, "1777"),
              INSIDE.home: _tmpfs(limits.tmp_mb, "0755")}
+    targets = {mount.target for mount in request.mounts}
+    for folder, size in _between(request.mounts, {INSIDE.workspace: limits.workspace_mb, "/tmp": limits.tmp_mb,
+                                                   INSIDE.home: limits.tmp_mb}):
+        if folder not in targets:
+            tmpfs.setdefault(folder, _tmpfs(size, "0755"))
     for hidden in HIDDEN:  # whatever an image holds there (the official test labels) is never visible
         tmpfs[hidden] = "ro,nosuid,nodev,noexec,size=4k,mode=0555"
     size = limits.file_size_mb * 2**20
@@ -108,6 +113,21 @@ def container_config(request: SandboxRequest, image: str, owner: str) -> tuple[d
         labels={LABEL: "1", OWNER: owner, JOB: request.label or request.job_dir.name},
     )
     return create, host
+
+
+def _between(mounts, roots: dict[str, int]) -> list[tuple[str, int]]:
+    """The folders between a writable tmpfs (workspace, /tmp, home) and a mount inside it, with the tmpfs's size.
+    The engine would make them as root, so the job could not write there (Keras then looks for its datasets in
+    /tmp/.keras, not ~/.keras): each is a small tmpfs of the job's user instead, as bubblewrap makes them."""
+    found = []
+    for mount in mounts:
+        for root, size in roots.items():
+            if mount.target.startswith(root + "/"):
+                path = root
+                for part in mount.target[len(root) + 1:].split("/")[:-1]:
+                    path = f"{path}/{part}"
+                    found.append((path, size))
+    return sorted(set(found))
 
 
 class ContainerHandle:

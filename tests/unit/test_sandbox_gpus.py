@@ -44,3 +44,14 @@ def test_docker_config_carries_the_contract_and_the_device_request(tmp_path):
     assert host["device_requests"] is None and create["environment"]["CUDA_VISIBLE_DEVICES"] == ""
     create, host = container_config(request(tmp_path, gpus=("all",)), "image:tag", "owner")
     assert host["device_requests"][0]["Count"] == -1 and "CUDA_VISIBLE_DEVICES" not in create["environment"]
+
+
+def test_docker_folders_leading_to_a_mount_in_home_belong_to_the_job(tmp_path):
+    """Keras reads its datasets from ~/.keras only when ~/.keras is writable (else /tmp/.keras)."""
+    from harness.sandbox.docker import container_config
+    req = request(tmp_path)
+    req = SandboxRequest(**{**req.__dict__, "mounts": [Mount(tmp_path, "/home/student/.keras/datasets/fashion-mnist")]})
+    _, host = container_config(req, "image:tag", "owner")
+    for folder in ("/home/student/.keras", "/home/student/.keras/datasets"):
+        assert "uid=1000" in host["tmpfs"][folder]
+    assert "/home/student/.keras/datasets/fashion-mnist" not in host["tmpfs"]
