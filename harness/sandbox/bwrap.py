@@ -89,6 +89,9 @@ class BwrapSandbox:
             env["CUDA_VISIBLE_DEVICES"] = visible
         for key, value in env.items():
             args += ["--setenv", key, value]
+        # the sandbox's own root (/, /etc) and the hidden dataset folders take no writes, as in a container:
+        # only the workspace, /tmp, home and the evidence folder do
+        args += ["--remount-ro", "/"] + [a for h in HIDDEN if Path(h).is_dir() for a in ("--remount-ro", h)]
         args += ["--chdir", INSIDE.workspace, "--"]
         stage = 'cp -R /submission/. "$HARNESS_WORKSPACE"/ 2>/dev/null; exec "$@"'
         return args + ["/bin/sh", "-c", stage, "sh", *request.argv]
