@@ -56,7 +56,7 @@ def _jobs(text: str) -> int | None:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--assignments", type=Path, default=None, help="folder of assignments (default ./assignments)")
-    parser.add_argument("--sandbox", default="bwrap", help="bwrap (default) or process (isolates nothing)")
+    parser.add_argument("--sandbox", default="bwrap", help="bwrap (default), docker (a container of the grading image) or process (isolates nothing)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per job (default: from the assignment)")
 
 

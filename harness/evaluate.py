@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -60,6 +59,7 @@ class Evaluation(BaseModel):
     model: dict[str, Any] | None = None       # the layer table read from that file (trusted)
     model_error: str | None = None            # why no layer table could be read, where that differs from error
     model_file: str | None = None             # which file was read
+    tensorflow_gpus: list[str] | None = None  # the GPUs TensorFlow saw in the evaluation sandbox (None: not told)
 
 
 def _scale_from_range(low: float | None, high: float | None) -> str | None:
@@ -220,13 +220,13 @@ def claimed_accuracy(ev: Evidence) -> float | None:
 
 
 def _request(loaded: LoadedAssignment, sandbox: Sandbox, job_dir: Path, model: str, extra_args: list[str],
-             mounts: list[Mount], timeout: float) -> SandboxRequest:
+             mounts: list[Mount], timeout: float, gpus: tuple[str, ...] = ()) -> SandboxRequest:
     """The evaluator in a sandbox that holds no student code: the model file (and holdout images
     without labels) only. `model` is the path inside; `job_dir/stage` holds predict.py."""
     layout = sandbox.layout(job_dir)
     ws = layout.workspace
     shutil.copyfile(EVALUATOR, job_dir / "stage" / "predict.py")
-    python_bin = str(Path(sys.executable).parent)
+    python_bin = str(Path(layout.python).parent)
     return SandboxRequest(
         argv=[layout.python, f"{ws}/predict.py", "--model", model.replace("{ws}", ws), "--out", layout.evidence,
               "--runtime", loaded.spec.runtime, *[a.replace("{ws}", ws) for a in extra_args]],
@@ -235,7 +235,8 @@ def _request(loaded: LoadedAssignment, sandbox: Sandbox, job_dir: Path, model: s
         env={"PATH": f"{python_bin}:/usr/bin:/bin", "HOME": layout.home, "LANG": "C.UTF-8",
              "HARNESS_WORKSPACE": ws, "PYTHONDONTWRITEBYTECODE": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
              "KERAS_HOME": f"{layout.home}/.keras"},
-        timeout=timeout, limits=Limits(memory_mb=loaded.spec.memory_mb), log=job_dir / "output.log")
+        timeout=timeout, limits=Limits(memory_mb=loaded.spec.memory_mb), log=job_dir / "output.log", gpus=gpus,
+        label="evaluation")
 
 
 def _job_dir(tmp: str) -> Path:
@@ -243,6 +244,14 @@ def _job_dir(tmp: str) -> Path:
     (job_dir / "stage").mkdir()
     (job_dir / "evidence").mkdir()
     return job_dir
+
+
+def gpus_seen(status: dict) -> list[str] | None:
+    """The evaluator's list of the GPUs TensorFlow saw, validated (it ran beside a model)."""
+    gpus = status.get("gpus")
+    if not isinstance(gpus, list) or len(gpus) > 64 or not all(isinstance(g, str) for g in gpus):
+        return None
+    return [g[:100] for g in gpus]
 
 
 def _outputs(out: Path, want_predictions: bool) -> tuple[dict, dict[str, Any] | None, np.ndarray | None]:
@@ -259,7 +268,7 @@ def _outputs(out: Path, want_predictions: bool) -> tuple[dict, dict[str, Any] | 
 
 
 def _run_evaluator(loaded: LoadedAssignment, model_file: Path, sandbox: Sandbox, timeout: float,
-                   extra_args: list[str], holdout: providers.Holdout | None = None):
+                   extra_args: list[str], holdout: providers.Holdout | None = None, gpus: tuple[str, ...] = ()):
     """Run the evaluator on `model_file`. Returns (sandbox result, status, layer table, raw predictions)."""
     with tempfile.TemporaryDirectory(prefix="harness-eval-") as tmp:
         job_dir = _job_dir(tmp)
@@ -272,7 +281,7 @@ def _run_evaluator(loaded: LoadedAssignment, model_file: Path, sandbox: Sandbox,
             (job_dir / "stage" / "ids.json").write_text(json.dumps(holdout.ids))
             mounts.append(Mount(holdout.folder, "{ws}/holdout"))
             args += ["--images", "{ws}/holdout", "--ids", "{ws}/ids.json"]
-        result = sandbox.run(_request(loaded, sandbox, job_dir, "{ws}/model.keras", args, mounts, timeout))
+        result = sandbox.run(_request(loaded, sandbox, job_dir, "{ws}/model.keras", args, mounts, timeout, gpus))
         status, table, raw = _outputs(job_dir / "evidence", holdout is not None)
     return result, status, table, raw
 
@@ -282,7 +291,8 @@ class ModelReader:
     run, and the model file is handed in afterwards through a folder the harness alone writes
     (bound read-only inside). Quick mode's architecture check then costs little more than the run."""
 
-    def __init__(self, loaded: LoadedAssignment, sandbox: Sandbox, wait: float, timeout: float = 300):
+    def __init__(self, loaded: LoadedAssignment, sandbox: Sandbox, wait: float, timeout: float = 300,
+                 gpus: tuple[str, ...] = ()):
         """`wait`: how long the student's run may take; `timeout`: how long reading the file may take."""
         self._timeout, self._closed = wait + timeout, False
         self._tmp = tempfile.TemporaryDirectory(prefix="harness-read-")
@@ -291,7 +301,7 @@ class ModelReader:
         self._inbox.mkdir()
         request = _request(loaded, sandbox, self._job_dir, "{ws}/inbox/model.keras",
                            ["--describe-only", "--wait", f"{wait + 60:g}"], [Mount(self._inbox, "{ws}/inbox")],
-                           self._timeout)
+                           self._timeout, gpus)
         self._result = None
         self._thread = threading.Thread(target=self._run, args=(sandbox, request), daemon=True)
         self._thread.start()
@@ -364,21 +374,22 @@ def _described(result: SandboxResult, status: dict, table: dict[str, Any] | None
     ok = bool(status.get("ok")) and table is not None
     return Evaluation(metrics=Metrics(), error=None if ok else _explain_failure(status, result.output_tail),
                       seconds=seconds, loaded=bool(status) and status.get("stage") != "load",
-                      model=table if ok else None, model_file=model_file.name)
+                      model=table if ok else None, model_file=model_file.name, tensorflow_gpus=gpus_seen(status))
 
 
 def describe(loaded: LoadedAssignment, model_file: Path | None, sandbox: Sandbox,
-             timeout: float = 300) -> Evaluation:
+             timeout: float = 300, gpus: tuple[str, ...] = ()) -> Evaluation:
     """Read the layer table of a model file with trusted code in a sandbox, without scoring it
     (a run cut short: the model saved at its first fit; calibration: the reference's model)."""
     if model_file is None:
         return Evaluation(metrics=Metrics(), error=NO_MODEL_FILE)
-    result, status, table, _ = _run_evaluator(loaded, model_file, sandbox, timeout, ["--describe-only"])
+    result, status, table, _ = _run_evaluator(loaded, model_file, sandbox, timeout, ["--describe-only"], gpus=gpus)
     return _described(result, status, table, model_file, result.wall_seconds)
 
 
 def evaluate(loaded: LoadedAssignment, ev: Evidence, sandbox: Sandbox, data_root: Path | None,
-             timeout: float = 900, model_file: Path | None = None) -> tuple[Evaluation, np.ndarray | None]:
+             timeout: float = 900, model_file: Path | None = None,
+             gpus: tuple[str, ...] = ()) -> tuple[Evaluation, np.ndarray | None]:
     """Score the model file on the holdout: (what was measured, the raw predictions)."""
     spec = loaded.spec
     model_file = model_file or ev.model_file
@@ -390,12 +401,12 @@ def evaluate(loaded: LoadedAssignment, ev: Evidence, sandbox: Sandbox, data_root
     prep = infer_preprocessing(loaded, ev)
     result, status, table, raw = _run_evaluator(
         loaded, model_file, sandbox, timeout,
-        ["--scale", prep.scale, "--interpolation", prep.interpolation], holdout)
+        ["--scale", prep.scale, "--interpolation", prep.interpolation], holdout, gpus)
     timings = {k: float(status[k]) for k in ("load_seconds", "prepare_seconds", "warmup_seconds", "predict_seconds",
                                              "n", "batch_size")
                if isinstance(status.get(k), (int, float))}
     base = dict(seconds=result.wall_seconds, timings=timings, model_file=model_file.name,
-                loaded=bool(status) and status.get("stage") != "load", model=table)
+                loaded=bool(status) and status.get("stage") != "load", model=table, tensorflow_gpus=gpus_seen(status))
     if result.timed_out:
         return Evaluation(metrics=Metrics(claimed_accuracy=claimed),
                           error=f"the evaluation of the model took longer than {timeout:g} s", **base), None

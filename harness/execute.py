@@ -102,7 +102,7 @@ def execute(job: Job, loaded: LoadedAssignment, sandbox: Sandbox, options: RunOp
         loaded = loaded.model_copy(update={"spec": loaded.spec.model_copy(update={"runtime": choice.runtime})})
         # quick mode: the reader imports TensorFlow while the student's code runs
         wait = options.timeout or loaded.spec.quick_timeout_seconds
-        reader = ModelReader(loaded, sandbox, wait=float(wait)) if options.quick else None
+        reader = ModelReader(loaded, sandbox, wait=float(wait), gpus=options.gpus) if options.quick else None
         if options.quick and loaded.spec.data.source == "keras":
             _import_in_background("scipy.spatial")  # the judge's leak check: loaded while the sandbox runs
         try:
@@ -129,9 +129,9 @@ def _execute(job: Job, loaded: LoadedAssignment, sandbox: Sandbox, options: RunO
     if reader is not None:
         evaluation = reader.read(final or start)
     elif final is not None and not result.timed_out:
-        evaluation, raw = evaluate(loaded, ev, sandbox, data_root, model_file=final)
+        evaluation, raw = evaluate(loaded, ev, sandbox, data_root, model_file=final, gpus=options.gpus)
     else:  # cut short or no final model: what was built can still be read; nothing is scored
-        read = describe(loaded, start, sandbox)
+        read = describe(loaded, start, sandbox, gpus=options.gpus)
         evaluation = read.model_copy(update={
             "loaded": False, "metrics": Metrics(claimed_accuracy=claimed_accuracy(ev)),
             "model_error": read.error,

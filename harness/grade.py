@@ -27,7 +27,7 @@ from harness.progress import ProgressSink, Tracker, report_stage
 from harness.record import Metrics, Record, RunInfo, SubmissionInfo
 from harness.run import RunOptions, scan, submission_files
 from harness.sandbox import Sandbox
-from harness.sandbox.base import STOPPING, Interrupted, stop_all
+from harness.sandbox.base import STOPPING, Interrupted
 from harness.spec import LoadedAssignment
 
 
@@ -146,7 +146,7 @@ def grade_job(job: Job, assignments: dict[str, LoadedAssignment], sandbox: Sandb
     execute(job, loaded, sandbox,
             RunOptions(quick=options.quick, timeout=options.timeout, cache=options.cache,
                        data_root=options.data_root, seed=options.seed, memory_mb=options.memory_mb,
-                       runtime=options.runtime, gpu_ids=options.gpu_ids),
+                       runtime=options.runtime, gpus=options.gpu_ids),
             options.data_root, folder)
     report_stage(job, "judging")
     info = JobInfo(student=job.student, assignment=job.assignment, entry=job.entry.name,
@@ -174,7 +174,6 @@ def rescore_all(out: Path, assignments: dict[str, LoadedAssignment], options: Gr
                        files=old.submission.files, assignment_digest=old.submission.assignment_digest)
         rec = judge(info, loaded, folder, _holdout_signatures(loaded, GradeOptions(
             quick=quick, out=out, cache=options.cache, data_root=options.data_root)))
-        rec = rec.model_copy(update={"run": rec.run.model_copy(update={"gpu_ids": old.run.gpu_ids})})
         record.save(rec, path)
         reports.write_markdown(rec, path.with_suffix(".md"), loaded.spec.report)
         if progress:
@@ -441,9 +440,13 @@ def grade_all(jobs: list[Job], assignments: dict[str, LoadedAssignment], sandbox
         tracker.start()
         for job in jobs:
             futures.append(pool.submit(one, job))
+        pending = set(futures)
+        while pending:  # waking up: a Ctrl-C delivered to another thread (one reading a socket) is seen here
+            _, pending = wait(pending, timeout=0.5)
         records = [f.result() for f in futures]
     except KeyboardInterrupt:
         stop_all()
+        sandbox.cancel()
         executor.stop()
         pool.shutdown(wait=False, cancel_futures=True)
         wait([f for f in futures if not f.cancelled()], timeout=120)  # running jobs write "interrupted"

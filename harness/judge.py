@@ -106,6 +106,7 @@ def judge(job: JobInfo, loaded: LoadedAssignment, folder: Path, holdout_signatur
         run=RunInfo(sandbox=result.sandbox, runtime=run_record.runtime,
                     runtime_reason=run_record.runtime_reason or None, mode=run_record.mode,
                     wall_seconds=result.wall_seconds, peak_memory_mb=result.peak_memory_mb,
-                    exit_code=result.exit_code, evaluation_seconds=evaluation.seconds or None),
+                    exit_code=result.exit_code, evaluation_seconds=evaluation.seconds or None,
+                    gpus=list(result.gpus), tensorflow_gpus=evaluation.tensorflow_gpus),
         submission=SubmissionInfo(entry=job.entry, files=job.files, assignment_digest=job.assignment_digest),
         evidence_problems=ev.problems)

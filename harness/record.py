@@ -81,7 +81,10 @@ class RunInfo(Frozen):
     peak_memory_mb: float | None
     exit_code: int | None
     evaluation_seconds: float | None = None
-    gpu_ids: list[str] = Field(default=[], description="the GPUs the class run's pool gave this job alone")
+    gpus: list[str] = Field(default=[], description="GPU devices the job was given (none: CPU only)")
+    tensorflow_gpus: list[str] | None = Field(
+        default=None, description="GPUs TensorFlow saw in the trusted evaluation sandbox, which had the job's "
+                                  "devices; None when not measured")
 
 
 class SubmissionInfo(Frozen):

@@ -9,7 +9,6 @@ import hashlib
 import os
 import shutil
 import stat
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +31,7 @@ class RunOptions:
     seed: int | None = None
     memory_mb: int | None = None
     runtime: str | None = None  # the command line's choice (`grade --runtime`); None: assignment, then code
-    gpu_ids: tuple[str, ...] = ()  # the GPUs this job alone may use (given by the class run's pool)
+    gpus: tuple[str, ...] = ()  # GPU device ids the pool gave this job (also its evaluation's)
 
 
 @dataclass(frozen=True)
@@ -184,7 +183,7 @@ def run(job: Job, assignment: LoadedAssignment, sandbox: Sandbox, prepared: Prep
     served = serving.serve(spec.data, root, layout, standin=is_standin,
                            tfds_dir=tfds_dir(assignment, options, root, is_standin))
     mounts = served.mounts + mapped_mounts(job, assignment, prepared, layout, root, sandbox.isolates)
-    python_bin = str(Path(sys.executable).parent)
+    python_bin = str(Path(layout.python).parent)  # the sandbox's python: this one, or the grading image's
     env = {
         "PATH": f"{python_bin}:/usr/local/bin:/usr/bin:/bin",
         "HOME": layout.home,
@@ -202,7 +201,6 @@ def run(job: Job, assignment: LoadedAssignment, sandbox: Sandbox, prepared: Prep
     }
     if spec.runtime == "legacy":
         env["TF_USE_LEGACY_KERAS"] = "1"
-    env["CUDA_VISIBLE_DEVICES"] = ",".join(options.gpu_ids)  # none unless the pool gave this job GPUs
     if options.seed is not None:
         env["HARNESS_SEED"] = str(options.seed)
         env["PYTHONHASHSEED"] = str(options.seed)
@@ -221,5 +219,7 @@ def run(job: Job, assignment: LoadedAssignment, sandbox: Sandbox, prepared: Prep
         limits=Limits(memory_mb=options.memory_mb or spec.memory_mb,
                       workspace_mb=max(512, spec.max_submission_mb * 2)),
         log=prepared.job_dir / "output.log",
+        gpus=tuple(options.gpus),
+        label=f"{job.student}/{job.assignment}",
     )
     return sandbox.run(request)

@@ -169,4 +169,4 @@ def _sweep_once() -> None:
 
 
 def _with_gpus(rec: Record, resources: JobResources) -> Record:
-    return rec.model_copy(update={"run": rec.run.model_copy(update={"gpu_ids": list(resources.gpu_ids)})})
+    return rec.model_copy(update={"run": rec.run.model_copy(update={"gpus": list(resources.gpu_ids)})})

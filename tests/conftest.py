@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -117,3 +118,17 @@ def processes_with(token: str) -> list[int]:
             except OSError:
                 pass
     return found
+
+
+@functools.cache
+def docker_missing() -> str | None:
+    """Why docker-sandbox tests cannot run here (no engine answers), else None: the one reason they skip on."""
+    from harness.image import engine_unavailable_reason
+    return engine_unavailable_reason()
+
+
+def my_containers() -> list:
+    """Containers this test process's harness made that still exist (none once its sandboxes are done)."""
+    from harness.sandbox.docker import LABEL, OWNER, DockerSandbox, _owner
+    found = DockerSandbox().client().containers.list(all=True, filters={"label": f"{LABEL}=1"})
+    return [c for c in found if c.labels.get(OWNER) == _owner()]

@@ -31,7 +31,18 @@ PASS_THROUGH = {"Dropout", "Flatten", "Reshape", "Identity", "ActivityRegulariza
 
 def status(out, **data):
     with open(os.path.join(out, "status.json"), "w") as fh:
-        json.dump(data, fh)
+        json.dump({**data, "gpus": gpus_seen()}, fh)
+
+
+def gpus_seen():
+    """The GPUs TensorFlow sees in this sandbox (their names), for the record; None when it cannot tell."""
+    tf = sys.modules.get("tensorflow")
+    if tf is None:
+        return None
+    try:
+        return [device.name for device in tf.config.list_physical_devices("GPU")]
+    except Exception:
+        return None
 
 
 CONFIG_KEYS = (

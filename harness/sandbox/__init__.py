@@ -4,5 +4,6 @@ from harness.sandbox.base import Layout, Limits, Mount, Sandbox, SandboxRequest,
 
 from harness.sandbox import bwrap as _bwrap  # noqa: F401  (registers "bwrap")
 from harness.sandbox import process as _process  # noqa: F401  (registers "process")
+from harness.sandbox import docker as _docker  # noqa: F401  (registers "docker"; the SDK is imported when used)
 
 __all__ = ["Layout", "Limits", "Mount", "Sandbox", "SandboxRequest", "SandboxResult", "get", "names", "register"]

@@ -32,6 +32,7 @@ class Limits:
     tmp_mb: int = 1024
     evidence_mb: int = 2048
     grace_seconds: float = 5.0
+    cpus: float | None = None  # CPU time as a number of cores (docker: nano_cpus); None = every core here
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ class SandboxRequest:
     timeout: float = 600.0
     limits: Limits = field(default_factory=Limits)
     log: Path | None = None
+    gpus: tuple[str, ...] = ()  # GPU device ids handed out by the pool; () = no GPU, ("all",) = every GPU
+    label: str = ""  # what the job is (student/assignment), for the operator: a container's label
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class SandboxResult:
     evidence_overflow: bool = False
     timeout_seconds: float | None = None
     interrupted: bool = False
+    gpus: tuple[str, ...] = ()  # the GPU devices the job was given (ids as the pool handed them out)
 
 
 class Sandbox(Protocol):
@@ -89,6 +93,9 @@ class Sandbox(Protocol):
         """The inside paths of a job whose host files live in `job_dir`."""
 
     def run(self, request: SandboxRequest) -> SandboxResult: ...
+
+    def cancel(self) -> None:
+        """Ctrl-C: kill the jobs this sandbox is running, at once, and start no new one."""
 
 
 _REGISTRY: dict[str, Callable[[], Sandbox]] = {}
@@ -107,6 +114,18 @@ def get(name: str) -> Sandbox:
         return _REGISTRY[name]()
     except KeyError:
         raise UsageError(f"unknown sandbox {name!r}; choose one of: {', '.join(names())}") from None
+
+
+def cuda_visible_devices(gpus: tuple[str, ...], renumbered: bool) -> str | None:
+    """CUDA_VISIBLE_DEVICES for a job given `gpus`: "" (no GPU) when none were asked for, so that a job never
+    takes a GPU the pool did not hand it; None (leave unset) for ("all",). `renumbered`: the sandbox exposes
+    only the given devices, which CUDA then numbers from 0 (a container's device request); else the ids
+    are the machine's own (bwrap)."""
+    if not gpus:
+        return ""
+    if "all" in gpus:
+        return None
+    return ",".join(str(i) for i in range(len(gpus))) if renumbered else ",".join(gpus)
 
 
 def _descendants(root: int) -> list[int]:
@@ -256,9 +275,34 @@ def _signal_all(pids: list[int], sig: int) -> None:
             pass
 
 
-_RUNNING: set[subprocess.Popen] = set()
+class Handle(Protocol):
+    """One running job as `supervise` sees it: a process tree in a cgroup, or a container."""
+
+    def wait(self, timeout: float | None) -> int | None:
+        """The exit code once the job has ended, else None after `timeout` seconds (None: wait for the end)."""
+
+    def terminate(self) -> None:
+        """SIGTERM to the job's processes (the wall clock ran out; they get a grace period)."""
+
+    def kill(self) -> bool:
+        """SIGKILL to every process of the job that is left, at once (any thread may call it).
+        False when nothing was left to kill."""
+
+    def peak_memory_mb(self) -> float | None: ...
+
+    def oom_killed(self) -> bool: ...
+
+    def output_tail(self, limit: int) -> str:
+        """The last `limit` bytes of what the job printed (in `request.log` afterwards, where one is asked)."""
+
+    def close(self) -> None:
+        """Release what the job held (its cgroup, its container): called once, whatever happened."""
+
+
+_RUNNING: dict[Handle, str] = {}  # running jobs → the sandbox that runs them
 _LOCK = threading.Lock()
 STOPPING = threading.Event()
+TAIL_BYTES = 4000
 
 
 class Interrupted(HarnessError):
@@ -267,90 +311,145 @@ class Interrupted(HarnessError):
     exit_code = 2
 
 
-def stop_all() -> None:
-    """Kill every job that is still running (an interrupted class run): whole trees, at once; and start
+def cancel(name: str | None = None) -> None:
+    """Ctrl-C: kill every running job of the sandbox `name` (of every sandbox when None) at once, and start
     no new sandbox from now on (a job between its run and its evaluation stops there)."""
     STOPPING.set()
     with _LOCK:
-        running = list(_RUNNING)
-    for proc in running:
-        _signal_all([proc.pid, *_descendants(proc.pid)], signal.SIGKILL)
+        running = [handle for handle, owner in _RUNNING.items() if name is None or owner == name]
+    for handle in running:
+        try:
+            handle.kill()
+        except Exception:  # the job is ending anyway; its supervisor cleans up
+            pass
 
 
-def supervise(argv: list[str], request: SandboxRequest, name: str, env: dict[str, str] | None = None,
-              ) -> SandboxResult:
-    """Start `argv` in its own cgroup, enforce the wall clock and the evidence quota, and leave no
-    process behind.
+def stop_all() -> None:
+    """Kill every job that is still running, whatever sandbox runs it (an interrupted class run)."""
+    cancel(None)
+
+
+def supervise(start: Callable[[], Handle], request: SandboxRequest, name: str) -> SandboxResult:
+    """Start a job (`start` returns its handle), enforce the wall clock and the evidence quota, and leave
+    nothing behind. Shared by every backend: a process tree (bwrap, process) or a container (docker).
 
     On timeout every process of the job gets SIGTERM, then SIGKILL after the grace period. A job whose
-    evidence passes its limit (every sub-folder counted) is killed at once.
+    evidence passes its limit (every sub-folder counted) is killed at once. Ctrl-C (`cancel`) kills it
+    from another thread; the result then says `interrupted`.
     """
     if STOPPING.is_set():
         raise Interrupted("grading was interrupted; no new job is started")
     claim(request.job_dir)  # a run killed from here on leaves this folder to the next run's sweep
-    group = cgroups.create(request.limits)
-    # without a pids cgroup, RLIMIT_NPROC is the fallback (it does not bind root)
-    preexec = set_rlimits(request.limits, nproc=not group.enforced and os.getuid() != 0)
-    log = open(request.log, "wb") if request.log else subprocess.DEVNULL
-    quota = None
-    start = time.monotonic()
+    quota = handle = None
+    began = time.monotonic()
     timed_out = overflowed = False
     try:
         # the evidence folder is a host folder: a job may not fill the disk through it
         quota = EvidenceQuota(request.job_dir / "evidence", request.limits.evidence_mb)
+        handle = start()
         with _LOCK:
-            if STOPPING.is_set():
-                raise Interrupted("grading was interrupted; no new job is started")
-            proc = subprocess.Popen(group.wrap(argv), stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, env=env if env is not None else {},
-                                    start_new_session=True, preexec_fn=preexec)
-            _RUNNING.add(proc)
-        deadline = start + request.timeout
-        while proc.poll() is None and time.monotonic() < deadline and not overflowed:
-            try:
-                proc.wait(timeout=min(0.5, max(0.01, deadline - time.monotonic())))
-            except subprocess.TimeoutExpired:
-                overflowed = quota.over()
-        if proc.poll() is None and not overflowed:
+            _RUNNING[handle] = name
+            stopping = STOPPING.is_set()  # cancel() ran while this job started: it never saw it
+        if stopping:
+            handle.kill()
+        deadline = began + request.timeout
+        while not overflowed:
+            left = deadline - time.monotonic()
+            if left <= 0 or handle.wait(min(0.5, max(0.01, left))) is not None:
+                break
+            overflowed = quota.over()
+        if handle.wait(0) is None and not overflowed:
             timed_out = True
-            tree = group.pids() or _descendants(proc.pid)
-            _signal_all(tree, signal.SIGTERM)
-            try:
-                proc.wait(timeout=request.limits.grace_seconds)
-            except subprocess.TimeoutExpired:
-                pass
+            handle.terminate()
+            handle.wait(request.limits.grace_seconds)
         # whatever is left (daemons, processes ignoring SIGTERM) dies now
         for _ in range(50):
-            left = group.pids() or ([proc.pid] + _descendants(proc.pid) if proc.poll() is None else [])
-            if not left:
+            if not handle.kill():
                 break
-            _signal_all(left, signal.SIGKILL)
             time.sleep(0.05)
-        exit_code = proc.wait()
+        exit_code = handle.wait(None)
         with _LOCK:
-            _RUNNING.discard(proc)
-        wall = time.monotonic() - start
+            _RUNNING.pop(handle, None)
+        wall = time.monotonic() - began
         overflowed = overflowed or quota.over()  # a job that passed the limit and then ended by itself
-        peak = group.peak_memory_mb()
-        memory_exceeded = group.oom_killed()
+        peak = handle.peak_memory_mb()
+        memory_exceeded = handle.oom_killed()
+        tail = handle.output_tail(TAIL_BYTES)
     finally:
-        if log is not subprocess.DEVNULL:
-            log.close()
-        group.remove()
+        if handle is not None:
+            with _LOCK:
+                _RUNNING.pop(handle, None)
+            handle.close()
         if quota is not None:
             quota.release()
-    tail = ""
-    if request.log and request.log.exists():
-        with open(request.log, "rb") as fh:
-            fh.seek(max(0, request.log.stat().st_size - 4000))
-            tail = fh.read().decode("utf-8", "replace")
     if overflowed:
         tail += (f"\n[harness] the job wrote more than {request.limits.evidence_mb} MB (or "
                  f"{EVIDENCE_MAX_FILES:,} files) into its evidence folder and was stopped\n")
     return SandboxResult(exit_code=exit_code, timed_out=timed_out, memory_exceeded=memory_exceeded,
                          wall_seconds=round(wall, 3), peak_memory_mb=peak, output_tail=tail, sandbox=name,
                          evidence_overflow=overflowed, timeout_seconds=request.timeout,
-                         interrupted=STOPPING.is_set())
+                         interrupted=STOPPING.is_set(), gpus=tuple(request.gpus))
+
+
+class ProcessHandle:
+    """A job that is a process tree on this machine: in its own cgroup (memory, pids) where one can be
+    made, else under rlimits; its output goes to `request.log`."""
+
+    def __init__(self, argv: list[str], request: SandboxRequest, env: dict[str, str] | None = None):
+        self.group = cgroups.create(request.limits)
+        self.log_path = request.log
+        self.log = None
+        try:
+            # without a pids cgroup, RLIMIT_NPROC is the fallback (it does not bind root)
+            preexec = set_rlimits(request.limits, nproc=not self.group.enforced and os.getuid() != 0)
+            self.log = open(request.log, "wb") if request.log else subprocess.DEVNULL
+            self.proc = subprocess.Popen(self.group.wrap(argv), stdin=subprocess.DEVNULL, stdout=self.log,
+                                         stderr=subprocess.STDOUT, env=env if env is not None else {},
+                                         start_new_session=True, preexec_fn=preexec)
+        except BaseException:
+            self.close()
+            raise
+
+    def wait(self, timeout: float | None) -> int | None:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def _tree(self) -> list[int]:
+        return self.group.pids() or ([self.proc.pid] + _descendants(self.proc.pid) if self.proc.poll() is None else [])
+
+    def terminate(self) -> None:
+        _signal_all(self.group.pids() or _descendants(self.proc.pid), signal.SIGTERM)
+
+    def kill(self) -> bool:
+        left = self._tree()
+        _signal_all(left, signal.SIGKILL)
+        return bool(left)
+
+    def peak_memory_mb(self) -> float | None:
+        return self.group.peak_memory_mb()
+
+    def oom_killed(self) -> bool:
+        return self.group.oom_killed()
+
+    def output_tail(self, limit: int) -> str:
+        if not self.log_path or not self.log_path.exists():
+            return ""
+        with open(self.log_path, "rb") as fh:
+            fh.seek(max(0, self.log_path.stat().st_size - limit))
+            return fh.read().decode("utf-8", "replace")
+
+    def close(self) -> None:
+        if self.log not in (None, subprocess.DEVNULL):
+            self.log.close()
+        self.group.remove()
+
+
+def supervise_process(argv: list[str], request: SandboxRequest, name: str,
+                      env: dict[str, str] | None = None) -> SandboxResult:
+    """`supervise` for a job that is a process tree on this machine (bwrap, process)."""
+    return supervise(lambda: ProcessHandle(argv, request, env), request, name)
 
 
 def set_rlimits(limits: Limits, nproc: bool) -> Callable[[], None]:

@@ -10,7 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.sandbox.base import Layout, SandboxRequest, SandboxResult, register, supervise
+from harness.sandbox import base
+from harness.sandbox.base import Layout, SandboxRequest, SandboxResult, cuda_visible_devices, register
 
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "ssl", "ca-certificates",
              "localtime", "fonts", "mime.types", "nsswitch.conf", "hosts")
@@ -81,8 +82,16 @@ class BwrapSandbox:
                  "--ro-bind", str(Path(__file__).resolve().parent.parent / "probe"), INSIDE.probe]
         for mount in request.mounts:
             args += ["--bind" if mount.writable else "--ro-bind", str(mount.source), mount.target]
-        for key, value in request.env.items():
+        args += _gpu_devices(request.gpus)
+        env = dict(request.env)
+        visible = cuda_visible_devices(request.gpus, renumbered=False)
+        if visible is not None:
+            env["CUDA_VISIBLE_DEVICES"] = visible
+        for key, value in env.items():
             args += ["--setenv", key, value]
+        # the sandbox's own root (/, /etc) and the hidden dataset folders take no writes, as in a container:
+        # only the workspace, /tmp, home and the evidence folder do
+        args += ["--remount-ro", "/"] + [a for h in HIDDEN if Path(h).is_dir() for a in ("--remount-ro", h)]
         args += ["--chdir", INSIDE.workspace, "--"]
         stage = 'cp -R /submission/. "$HARNESS_WORKSPACE"/ 2>/dev/null; exec "$@"'
         return args + ["/bin/sh", "-c", stage, "sh", *request.argv]
@@ -90,6 +99,31 @@ class BwrapSandbox:
     def run(self, request: SandboxRequest) -> SandboxResult:
         (request.job_dir / "evidence").mkdir(parents=True, exist_ok=True)
         return supervise(self.command(request), request, self.name, env={"PATH": "/usr/bin:/bin"})
+
+    def cancel(self) -> None:
+        base.cancel(self.name)
+
+
+def _gpu_devices(gpus: tuple[str, ...]) -> list[str]:
+    """The NVIDIA device nodes of the GPUs a job was given (bwrap's /dev holds none otherwise); none here
+    when the machine has no NVIDIA driver. CUDA_VISIBLE_DEVICES narrows what CUDA enumerates."""
+    if not gpus:
+        return []
+    dev = Path("/dev")
+    nodes = ["nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset"]
+    if "all" in gpus:
+        nodes += sorted(p.name for p in dev.glob("nvidia[0-9]*"))
+    else:
+        nodes += [f"nvidia{g}" for g in gpus if g.isdigit()]
+    args = []
+    for node in nodes:
+        if (dev / node).exists():
+            args += ["--dev-bind", str(dev / node), str(dev / node)]
+    return args
+
+
+def supervise(argv: list[str], request: SandboxRequest, name: str, env: dict[str, str]) -> SandboxResult:
+    return base.supervise_process(argv, request, name, env)
 
 
 register("bwrap", BwrapSandbox)

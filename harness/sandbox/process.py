@@ -12,7 +12,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from harness.sandbox.base import Layout, SandboxRequest, SandboxResult, register, supervise
+from harness.sandbox import base
+from harness.sandbox.base import Layout, SandboxRequest, SandboxResult, cuda_visible_devices, register
 
 WARNING = ("the 'process' sandbox isolates nothing: student code runs with your permissions, "
            "network and files. Use it only on code you trust.")
@@ -46,8 +47,18 @@ class ProcessSandbox:
                     target.unlink()
             os.symlink(mount.source, target)
         env = dict(request.env)
+        visible = cuda_visible_devices(request.gpus, renumbered=False)
+        if visible is not None:
+            env["CUDA_VISIBLE_DEVICES"] = visible
         argv = ["/bin/sh", "-c", 'cd "$HARNESS_WORKSPACE" && exec "$@"', "sh", *request.argv]
         return supervise(argv, request, self.name, env=env)
+
+    def cancel(self) -> None:
+        base.cancel(self.name)
+
+
+def supervise(argv: list[str], request: SandboxRequest, name: str, env: dict[str, str]) -> SandboxResult:
+    return base.supervise_process(argv, request, name, env)
 
 
 register("process", ProcessSandbox)

@@ -146,7 +146,7 @@ def test_a_job_asking_for_more_gpus_than_the_cluster_has_gets_an_error_record(tm
     (cls / "ann" / "mnist-cnn.py").write_text("x = 1\n")
     toml.write_text(original + "\n[resources]\ngpus = 1\n")
     code, records = grade([str(cls), "--quick", "--memory", "2048", "--executor", "ray"], tmp_path / "one", assignments)
-    assert records["ann"]["status"] == "no-model" and records["ann"]["run"]["gpu_ids"] == ["0"]
+    assert records["ann"]["status"] == "no-model" and records["ann"]["run"]["gpus"] == ["0"]
     toml.write_text(original + "\n[resources]\ngpus = 2\n")
     began = time.monotonic()
     code, records = grade([str(cls), "--quick", "--memory", "2048", "--executor", "ray"], tmp_path / "two", assignments)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, processes_with, ROOT
+from conftest import FIXTURES, ROOT, docker_missing, my_containers, processes_with
 from harness.sandbox import base
 
 pytestmark = pytest.mark.integration
@@ -156,7 +156,9 @@ def test_class_run_with_hostile_names_and_a_missing_dataset_finishes(student, gr
         assert (tmp_path / "reports" / who / f"{aid}.md").exists()
 
 
-def test_ctrl_c_records_the_running_job_as_interrupted(student, tmp_path, capfd):
+@pytest.mark.parametrize("sandbox", ["bwrap", pytest.param("docker", marks=pytest.mark.skipif(
+    docker_missing() is not None, reason=str(docker_missing())))])
+def test_ctrl_c_records_the_running_job_as_interrupted(sandbox, student, tmp_path, capfd):
     from harness.cli import grade_main
     token = f"harness-test-{uuid.uuid4().hex}"
     student("a-sleeper", {"mnist-cnn.py": HOSTILE / "sleeps.py", "token.txt": token})
@@ -166,7 +168,7 @@ def test_ctrl_c_records_the_running_job_as_interrupted(student, tmp_path, capfd)
     start = time.monotonic()
     timer.start()
     try:
-        code = grade_main(["--quick", "--timeout", "300", "--jobs", "1", "--out", str(out),
+        code = grade_main(["--quick", "--timeout", "300", "--jobs", "1", "--out", str(out), "--sandbox", sandbox,
                            "--assignments", str(ROOT / "assignments"), str(tmp_path / "submissions")])
         stopping = base.STOPPING.is_set()
     finally:
@@ -177,3 +179,5 @@ def test_ctrl_c_records_the_running_job_as_interrupted(student, tmp_path, capfd)
     assert rec["status"] == "interrupted" and "not the student's fault" in rec["summary"]
     assert not (out / "b-next").exists(), "a job started after Ctrl-C"
     assert processes_with(token) == []
+    if sandbox == "docker":
+        assert my_containers() == [], "containers were left behind"

@@ -1,4 +1,5 @@
-"""Hostile submissions in the real bubblewrap sandbox: nothing survives `grade`, no network."""
+"""Hostile submissions in the real sandboxes (bubblewrap, docker): nothing survives `grade`, no network,
+the same outcomes in both; no container is left behind."""
 
 from __future__ import annotations
 
@@ -8,10 +9,24 @@ import uuid
 
 import pytest
 
-from conftest import FIXTURES, processes_with
+from conftest import FIXTURES, docker_missing, my_containers, processes_with
 
 pytestmark = pytest.mark.integration
 HOSTILE = FIXTURES / "hostile"
+SANDBOXES = ["bwrap", pytest.param("docker", marks=pytest.mark.skipif(docker_missing() is not None,
+                                                                      reason=str(docker_missing())))]
+
+
+@pytest.fixture(params=SANDBOXES)
+def grade(request, grade):
+    """`grade` in each sandbox; afterwards no container of the harness is left (docker)."""
+    name = request.param
+
+    def _grade(*args: str):
+        return grade("--sandbox", name, *args)
+    yield _grade
+    if name == "docker":
+        assert my_containers() == [], "containers were left behind"
 
 
 @pytest.mark.parametrize("fixture", ["forks_1000_sleepers.py", "daemonizes_with_setsid.py", "ignores_sigterm.py"])
@@ -81,3 +96,15 @@ def test_flooding_the_evidence_folder_is_stopped(student, grade, monkeypatch):
     rec = records[("flood", "mnist-cnn")]
     assert rec["status"] == "error" and "evidence folder" in rec["summary"], rec["summary"]
     assert rec["run"]["wall_seconds"] < 60
+
+
+def test_writes_outside_the_workspace_are_refused(student, grade):
+    folder = student("scribbler", {"mnist-cnn.py": HOSTILE / "writes_outside.py"})
+    code, records = grade("--quick", "--timeout", "60", str(folder))
+    rec = records[("scribbler", "mnist-cnn")]
+    output = (folder.parent.parent / "reports" / "scribbler" / "mnist-cnn.evidence" / "output-tail.log").read_text()
+    for target in ("/usr/x", "/etc/x", "/x", "/submission/x", "/opt/harness-probe/x", "/usr/share/datasets/x"):
+        assert f"refused {target}" in output, output
+    for target in ("workspace", "/tmp/x", "home"):
+        assert f"wrote {target}" in output, output
+    assert rec["status"] == "error" and "done probing the file system" in rec["summary"], rec["summary"]

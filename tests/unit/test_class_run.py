@@ -177,7 +177,7 @@ def test_the_pool_gives_each_running_job_its_own_gpus_and_never_more_than_the_ma
     assert all(len(ids) == 1 and ids[0] in ("0", "1") for _, ids in seen)
     from harness.resources import machine_cpus
     assert max(n for n, _ in seen) == min(2, int(machine_cpus())), "two GPUs: two jobs at once, not more"
-    assert {r.run.gpu_ids[0] for r in records} == {"0", "1"}  # the record says which GPU the job had
+    assert {r.run.gpus[0] for r in records} == {"0", "1"}  # the record says which GPU the job had
 
 
 def test_a_job_asking_for_more_gpus_than_the_machine_has_gets_an_error_record_at_once(tmp_path, assignments,
