@@ -27,7 +27,7 @@ from harness.progress import ProgressSink, Tracker, report_stage
 from harness.record import Metrics, Record, RunInfo, SubmissionInfo
 from harness.run import RunOptions, scan, submission_files
 from harness.sandbox import Sandbox
-from harness.sandbox.base import STOPPING, Interrupted
+from harness.sandbox.base import STOPPING, Interrupted, stop_all
 from harness.spec import LoadedAssignment
 
 
@@ -445,8 +445,7 @@ def grade_all(jobs: list[Job], assignments: dict[str, LoadedAssignment], sandbox
             _, pending = wait(pending, timeout=0.5)
         records = [f.result() for f in futures]
     except KeyboardInterrupt:
-        stop_all()
-        sandbox.cancel()
+        stop_all()  # every running job of every sandbox (the run's and the evaluations'), at once
         executor.stop()
         pool.shutdown(wait=False, cancel_futures=True)
         wait([f for f in futures if not f.cancelled()], timeout=120)  # running jobs write "interrupted"
