@@ -183,8 +183,13 @@ def inference(timings: dict[str, float]) -> tuple[float | None, float | None]:
 
 
 def gpu_seconds(entry: Entry) -> float | None:
-    """GPU time of the job. Records have no field for it yet (no GPU here): always empty for now."""
-    return None
+    """GPU time of the job: its wall time (run and trusted evaluation) times the GPUs it held. Empty when it
+    held none, or held some that TensorFlow did not see (nothing ran on them)."""
+    run = entry.record.run
+    if not run.gpus or not run.wall_seconds or run.tensorflow_gpus == []:
+        return None
+    held = len(run.tensorflow_gpus) if "all" in run.gpus and run.tensorflow_gpus else len(run.gpus)
+    return (run.wall_seconds + (run.evaluation_seconds or 0.0)) * held
 
 
 # ---- tables

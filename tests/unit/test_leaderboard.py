@@ -94,6 +94,22 @@ def test_inference_figures_come_from_the_trusted_timings():
     assert leaderboard.inference({"predict_seconds": 0.0, "n": 10}) == (None, None)
 
 
+def test_gpu_seconds_count_the_gpus_a_job_held_and_tensorflow_saw():
+    rec = entries()[0].record
+
+    def with_run(**update):
+        return leaderboard.Entry(rec.model_copy(update={"run": rec.run.model_copy(update=update)}))
+    assert leaderboard.gpu_seconds(with_run(gpus=[], wall_seconds=100.0)) is None
+    assert leaderboard.gpu_seconds(with_run(gpus=["0", "1"], wall_seconds=100.0, evaluation_seconds=20.0,
+                                            tensorflow_gpus=["/physical_device:GPU:0", "/physical_device:GPU:1"])) == 240.0
+    assert leaderboard.gpu_seconds(with_run(gpus=["3"], wall_seconds=50.0, evaluation_seconds=None,
+                                            tensorflow_gpus=None)) == 50.0
+    assert leaderboard.gpu_seconds(with_run(gpus=["0"], wall_seconds=50.0, tensorflow_gpus=[])) is None, \
+        "a GPU TensorFlow did not see was not used"
+    assert leaderboard.gpu_seconds(with_run(gpus=["all"], wall_seconds=10.0, evaluation_seconds=0.0,
+                                            tensorflow_gpus=["a", "b", "c"])) == 30.0
+
+
 # ---- tables
 
 def test_frame_has_every_column_and_empty_cells_where_nothing_was_measured():
