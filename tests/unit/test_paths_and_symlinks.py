@@ -139,3 +139,29 @@ def test_submission_over_the_size_limit_says_how_big(tmp_path, assignments):
     problem = submission_problem(job, small)
     assert "3.0 MB" in problem and "limit of 2 MB" in problem
     assert submission_problem(job, loaded) is None
+
+
+def test_a_folder_nested_past_the_depth_limit_is_listed_not_walked(tmp_path):
+    """os.walk recurses once per level: a submission 1,100 folders deep raised RecursionError in every job
+    stage that lists it, so it never got a record (an internal error at each run, blamed on the grader)."""
+    folder = tmp_path / "alice"
+    touch(folder / "ox.py")
+    deep = os.open(folder, os.O_RDONLY)
+    try:
+        for _ in range(1100):
+            os.mkdir("d", dir_fd=deep)
+            inner = os.open("d", os.O_RDONLY, dir_fd=deep)
+            os.close(deep)
+            deep = inner
+        os.close(os.open("x.py", os.O_WRONLY | os.O_CREAT, dir_fd=deep))
+    finally:
+        os.close(deep)
+    found = scan(folder)
+    assert found.files == ["ox.py"]
+    assert any(name.startswith("d/d/") for name in found.others)
+    assert prepare(found_job(folder), tmp_path / "job").files.keys() == {"ox.py"}
+
+
+def found_job(folder):
+    from harness.discover import Job
+    return Job(student="alice", assignment="ox", folder=folder, entry=folder / "ox.py")
