@@ -133,3 +133,22 @@ def test_moving_a_deeply_nested_evidence_folder_to_disk_keeps_the_top_and_drops_
             os.close(fd)
         _remove(source)
         _remove(target)
+
+
+def test_folders_past_the_path_length_limit_are_dropped_not_fatal(tmp_path):
+    """Twenty folders of 250-character names (made with chdir, as a job can) are a path longer than the
+    system takes in one call: what cannot be named is dropped, the rest is moved."""
+    source, target = tmp_path / "source", tmp_path / "target"
+    source.mkdir()
+    target.mkdir()
+    (source / "events.jsonl").write_text("{}\n")
+    fd = os.open(source, os.O_RDONLY)
+    for _ in range(20):
+        os.mkdir("d" * 250, dir_fd=fd)
+        inner = os.open("d" * 250, os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    os.close(fd)
+    base._move_tree(source, target, 2**20)
+    assert (target / "events.jsonl").read_text() == "{}\n"
+    assert (target / ("d" * 250)).is_dir()
