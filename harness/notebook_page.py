@@ -19,6 +19,8 @@ from typing import Any
 from markupsafe import Markup
 
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+MAX_HTML_TAGS = 3000  # `<` in one HTML output or Markdown cell: the sanitiser's parser is quadratic in the nesting
+MAX_PAGE_HTML_TAGS = 60000  # and in all of one page (a few seconds at worst); past either, plain text is shown
 PRIORITY = ("text/html", "text/markdown", "image/svg+xml", "text/latex", "image/png", "image/jpeg", "text/plain")
 _MARKDOWN = None
 
@@ -28,18 +30,35 @@ def plain(text: str) -> str:
     return ANSI.sub("", text)
 
 
-def markdown(text: str) -> Markup:
-    """Markdown (raw HTML allowed by the syntax) to HTML, then through the strict sanitiser."""
+class Budget:
+    """How much HTML one page may still hand to the sanitiser (its parser takes time quadratic in the
+    nesting: `<div>` 20,000 times, 100 kB, took 30 s)."""
+
+    def __init__(self, tags: int = MAX_PAGE_HTML_TAGS):
+        self.left = tags
+
+    def clean(self, html: str) -> Markup | None:
+        """`html` sanitised, or None when it is over the bounds (the caller shows plain text)."""
+        from harness.webreport import clean_html
+        tags = html.count("<")
+        if tags > MAX_HTML_TAGS or tags > self.left:
+            return None
+        self.left -= tags
+        return Markup(clean_html(html))
+
+
+def markdown(text: str, budget: Budget | None = None) -> Markup:
+    """Markdown (raw HTML allowed by the syntax) to HTML, then through the strict sanitiser; escaped
+    source text when the HTML is over the budget."""
     global _MARKDOWN
-    from harness.webreport import clean_html
     if _MARKDOWN is None:
         import mistune
         _MARKDOWN = mistune.create_markdown(escape=False, plugins=["strikethrough", "table"])
-    return Markup(clean_html(_MARKDOWN(text)))
+    cleaned = (budget or Budget()).clean(_MARKDOWN(text))
+    return cleaned if cleaned is not None else Markup("<pre>%s</pre>") % text
 
 
-def _output(output: dict) -> dict[str, Any] | None:
-    from harness.webreport import clean_html
+def _output(output: dict, budget: Budget) -> dict[str, Any] | None:
     kind = output.get("output_type")
     if kind == "stream":
         return {"kind": "stream", "name": output.get("name"), "text": plain(str(output.get("text", "")))}
@@ -54,9 +73,12 @@ def _output(output: dict) -> dict[str, Any] | None:
         if not isinstance(value, str):
             continue
         if mime == "text/html":
-            return {"kind": "html", "html": Markup(clean_html(value)), "prompt": prompt}
+            html = budget.clean(value)
+            if html is None:
+                continue  # too much HTML to sanitise: the output's next type (its plain text)
+            return {"kind": "html", "html": html, "prompt": prompt}
         if mime == "text/markdown":
-            return {"kind": "html", "html": markdown(value), "prompt": prompt}
+            return {"kind": "html", "html": markdown(value, budget), "prompt": prompt}
         if mime == "image/svg+xml":
             uri = "data:image/svg+xml;base64," + base64.b64encode(value.encode("utf-8")).decode("ascii")
             return {"kind": "image", "uri": uri, "prompt": prompt}
@@ -68,12 +90,12 @@ def _output(output: dict) -> dict[str, Any] | None:
 
 def cells(nb) -> list[dict[str, Any]]:
     """The cells of a cleaned notebook as the template shows them."""
-    shown = []
+    shown, budget = [], Budget()
     for cell in nb.cells:
         if cell.cell_type == "markdown":
-            shown.append({"kind": "markdown", "id": cell.id, "html": markdown(str(cell.source))})
+            shown.append({"kind": "markdown", "id": cell.id, "html": markdown(str(cell.source), budget)})
         elif cell.cell_type == "code":
-            outputs = [o for o in (_output(x) for x in cell.get("outputs", [])) if o is not None]
+            outputs = [o for o in (_output(x, budget) for x in cell.get("outputs", [])) if o is not None]
             shown.append({"kind": "code", "id": cell.id, "count": cell.get("execution_count"),
                           "source": str(cell.source), "outputs": outputs})
     return shown

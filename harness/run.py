@@ -70,10 +70,38 @@ class Scan:
         return self.size_bytes / 2**20
 
 
+MAX_DEPTH = 32  # folders below this many levels are listed (`others`), not walked: os.walk recurses per level
+
+
+def _walk(folder: Path):
+    """os.walk (top down, no link followed) without its recursion; a folder at MAX_DEPTH is yielded
+    with its sub-folders removed, which the caller lists."""
+    todo = [(str(folder), 0)]
+    while todo:
+        top, level = todo.pop()
+        try:
+            entries = list(os.scandir(top))
+        except OSError:
+            continue
+        dirnames, filenames = [], []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()  # as os.walk: a symlinked folder is a folder (scan lists it)
+            except OSError:
+                is_dir = False
+            (dirnames if is_dir else filenames).append(entry.name)
+        yield top, dirnames, filenames, level
+        todo.extend((os.path.join(top, name), level + 1) for name in reversed(dirnames))
+
+
 def scan(folder: Path) -> Scan:
     files, symlinks, others, size = [], [], [], 0
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+    for dirpath, dirnames, filenames, level in _walk(folder):
         rel = Path(dirpath).relative_to(folder)
+        if level >= MAX_DEPTH:
+            others += [printable(str(rel / name)) + "/" for name in sorted(dirnames)
+                       if not os.path.islink(os.path.join(dirpath, name))]
+            dirnames[:] = [name for name in dirnames if os.path.islink(os.path.join(dirpath, name))]
         for name in list(dirnames):
             if os.path.islink(os.path.join(dirpath, name)):  # os.walk lists a symlinked folder as a folder
                 symlinks.append(printable(str(rel / name)))

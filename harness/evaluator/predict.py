@@ -309,7 +309,12 @@ def graph_matches_archive(signature, archive):
 
 def load_model_or_graph(keras, path):
     """The model loaded by Keras with safe_mode=True; when Keras refuses it (a Lambda layer, a layer
-    class defined in the submission), the graph the probe exported beside it (`model-graph.zip`)."""
+    class defined in the submission), the graph the probe exported beside it (`model-graph.zip`).
+    Only a .keras archive (a zip) is loaded: tf-keras reads any other file as HDF5 or a SavedModel,
+    without safe_mode, and would run a Lambda's bytecode."""
+    if not zipfile.is_zipfile(path):
+        raise LoadFailed("ValueError", "the model file is not a .keras archive (a zip file), the format "
+                         "model.save('model.keras') writes")
     try:
         return KerasModel(keras.models.load_model(path, compile=False, safe_mode=True))
     except Exception as exc:

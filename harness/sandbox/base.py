@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -231,22 +232,40 @@ class EvidenceQuota:
         disk.rename(self.folder)
 
 
+MAX_MOVED_DEPTH = 32  # folder levels of evidence moved to disk; the kept evidence is flat
+
+
 def _move_tree(source: Path, target: Path, max_bytes: int) -> None:
     """Regular files and folders from `source` to `target`; symlinks, FIFOs, devices are dropped unopened,
-    and so are files whose length is past the limit (sparse files the tmpfs holds without their size).
+    and so are files whose length is past the limit (sparse files the tmpfs holds without their size),
+    and folders past MAX_MOVED_DEPTH levels, and what cannot be named in one call (too long a path).
 
     Each file is copied from its end backwards and the source truncated behind each chunk, so the two
     copies together never hold more than the file plus one chunk."""
     import stat as st
-    with os.scandir(source) as entries:
+    todo = [(source, target, 0)]  # no recursion: a job may nest folders a thousand deep
+    while todo:
+        here, there, level = todo.pop()
+        try:
+            with os.scandir(here) as listing:
+                entries = list(listing)
+        except OSError as exc:  # a path past the system's length limit (made with chdir): left on the tmpfs
+            if exc.errno != errno.ENAMETOOLONG:
+                raise
+            continue
         for entry in entries:
-            info = entry.stat(follow_symlinks=False)
-            dest = target / entry.name
-            if st.S_ISDIR(info.st_mode):
-                dest.mkdir()
-                _move_tree(Path(entry.path), dest, max_bytes)
-            elif st.S_ISREG(info.st_mode) and info.st_size <= max_bytes:
-                _move_file(entry.path, dest)
+            try:
+                info = entry.stat(follow_symlinks=False)
+                dest = there / entry.name
+                if st.S_ISDIR(info.st_mode):
+                    if level < MAX_MOVED_DEPTH:  # deeper folders stay on the tmpfs, which is unmounted
+                        dest.mkdir()
+                        todo.append((Path(entry.path), dest, level + 1))
+                elif st.S_ISREG(info.st_mode) and info.st_size <= max_bytes:
+                    _move_file(entry.path, dest)
+            except OSError as exc:
+                if exc.errno != errno.ENAMETOOLONG:
+                    raise  # the host's disk, not the job: the operator must act
 
 
 def _move_file(source: str, dest: Path) -> None:

@@ -90,3 +90,65 @@ def test_a_folder_that_already_holds_files_is_not_mounted_over(tmp_path):
     quota = EvidenceQuota(folder, limit_mb=8)
     assert not quota.mounted and (folder / "kept.txt").read_text() == "kept"
     quota.release()
+
+
+
+def _remove(folder: Path) -> None:
+    """Remove a tree of folders `d` nested to any depth, by descriptor (shutil.rmtree recurses)."""
+    fds = [os.open(folder, os.O_RDONLY)]
+    while True:
+        for name in os.listdir(fds[-1]):
+            if name != "d":
+                os.unlink(name, dir_fd=fds[-1])
+        try:
+            fds.append(os.open("d", os.O_RDONLY, dir_fd=fds[-1]))
+        except FileNotFoundError:
+            break
+    while len(fds) > 1:
+        os.close(fds.pop())
+        os.rmdir("d", dir_fd=fds[-1])
+    os.close(fds.pop())
+
+
+def test_moving_a_deeply_nested_evidence_folder_to_disk_keeps_the_top_and_drops_the_depths(tmp_path):
+    """A job that nests 1,100 folders in its evidence made the move off the tmpfs raise RecursionError: its
+    record became the grader's internal error at every run, and its job folder stayed in /tmp."""
+    source, target = tmp_path / "source", tmp_path / "target"
+    source.mkdir()
+    target.mkdir()
+    (source / "events.jsonl").write_text("{}\n")
+    fds = [os.open(source, os.O_RDONLY)]
+    try:
+        for _ in range(1100):
+            os.mkdir("d", dir_fd=fds[-1])
+            fds.append(os.open("d", os.O_RDONLY, dir_fd=fds[-1]))
+        base._move_tree(source, target, 2**20)
+        assert (target / "events.jsonl").read_text() == "{}\n"
+        levels, folder = 0, target
+        while (folder / "d").is_dir():
+            folder, levels = folder / "d", levels + 1
+        assert 0 < levels <= base.MAX_MOVED_DEPTH
+    finally:
+        for fd in fds:
+            os.close(fd)
+        _remove(source)
+        _remove(target)
+
+
+def test_folders_past_the_path_length_limit_are_dropped_not_fatal(tmp_path):
+    """Twenty folders of 250-character names (made with chdir, as a job can) are a path longer than the
+    system takes in one call: what cannot be named is dropped, the rest is moved."""
+    source, target = tmp_path / "source", tmp_path / "target"
+    source.mkdir()
+    target.mkdir()
+    (source / "events.jsonl").write_text("{}\n")
+    fd = os.open(source, os.O_RDONLY)
+    for _ in range(20):
+        os.mkdir("d" * 250, dir_fd=fd)
+        inner = os.open("d" * 250, os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    os.close(fd)
+    base._move_tree(source, target, 2**20)
+    assert (target / "events.jsonl").read_text() == "{}\n"
+    assert (target / ("d" * 250)).is_dir()

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.discover import UNKNOWN, discover
+from harness.discover import UNKNOWN, Job, discover
 from harness.errors import UsageError
 from harness.grade import record_path, submission_problem, _entry_problem
 from harness.run import prepare, scan, submission_files
@@ -139,3 +139,27 @@ def test_submission_over_the_size_limit_says_how_big(tmp_path, assignments):
     problem = submission_problem(job, small)
     assert "3.0 MB" in problem and "limit of 2 MB" in problem
     assert submission_problem(job, loaded) is None
+
+
+def test_a_folder_nested_past_the_depth_limit_is_listed_not_walked(tmp_path):
+    """os.walk recurses once per level: a submission 1,100 folders deep raised RecursionError in every job
+    stage that lists it, so it never got a record (an internal error at each run, blamed on the grader)."""
+    folder = tmp_path / "alice"
+    touch(folder / "ox.py")
+    fds = [os.open(folder, os.O_RDONLY)]
+    try:
+        for _ in range(1100):
+            os.mkdir("d", dir_fd=fds[-1])
+            fds.append(os.open("d", os.O_RDONLY, dir_fd=fds[-1]))
+        os.close(os.open("x.py", os.O_WRONLY | os.O_CREAT, dir_fd=fds[-1]))
+        found = scan(folder)
+        assert found.files == ["ox.py"]
+        assert any(name.startswith("d/d/") for name in found.others)
+        job = Job(student="alice", assignment="ox", folder=folder, entry=folder / "ox.py")
+        assert prepare(job, tmp_path / "job").files.keys() == {"ox.py"}
+    finally:  # removed here, level by level: pytest's own clean-up of old tmp folders recurses too
+        os.unlink("x.py", dir_fd=fds[-1])
+        while len(fds) > 1:
+            os.close(fds.pop())
+            os.rmdir("d", dir_fd=fds[-1])
+        os.close(fds.pop())
