@@ -167,7 +167,8 @@ def epoch_text(seen: EpochSeen | None) -> str:
         parts[0] = f"fit {seen.fit} " + parts[0]
     for name, value in (("loss", seen.loss), ("acc", seen.accuracy), ("val_acc", seen.val_accuracy)):
         if value is not None:
-            parts.append(f"{name} {value:.4f}")
+            # a student's loss can be any finite float (1e308): keep the line short
+            parts.append(f"{name} {value:.4f}" if abs(value) < 1e4 else f"{name} {value:.3g}")
     return " ".join(parts)
 
 

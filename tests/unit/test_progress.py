@@ -291,3 +291,9 @@ def test_a_narrow_terminal_cuts_the_epoch_never_the_name_stage_or_time():
     assert row.split()[:4] == ["alice", "fashion-mnist-cnn", "running", "0:13:58"]
     assert row.endswith("…") and "epoch 5/5 lo" in row
     assert all(len(line) <= 64 for line in lines)
+
+
+def test_a_huge_loss_keeps_the_epoch_text_short():
+    from harness.progress import EpochSeen, epoch_text
+    text = epoch_text(EpochSeen(epoch=1, epochs=2, loss=1e308, accuracy=0.5))
+    assert text == "epoch 1/2 loss 1e+308 acc 0.5000"
