@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import FIXTURES, as_notebook
+from conftest import FIXTURES, as_notebook, docker_missing
 
 pytestmark = pytest.mark.integration
 RUNTIMES = FIXTURES / "runtimes"
@@ -33,11 +33,15 @@ def _where(nb, needle: str) -> str:
     raise AssertionError(needle)
 
 
-def test_chollet_notebook_for_a_keras3_assignment_runs_under_legacy(student, grade, assignments):
+@pytest.mark.parametrize("backend", ["bwrap", "docker"])
+def test_chollet_notebook_for_a_keras3_assignment_runs_under_legacy(student, grade, assignments, backend):
+    if backend == "docker" and docker_missing():
+        pytest.skip(f"no Docker Engine can run here: {docker_missing()}")
     assert assignments["ox"].spec.runtime == "auto"
     folder, nb = _notebook(student, "chollet_keras2_for_ox.py")
-    code, records = grade("--quick", str(folder))
+    code, records = grade("--quick", "--sandbox", backend, str(folder))
     rec = records[(folder.name, "ox")]
+    assert rec["run"]["sandbox"] == backend
     assert rec["status"] == "graded" and rec["run"]["exit_code"] == 5, rec["summary"]  # reached fit_generator
     assert rec["run"]["runtime"] == "legacy"
     reason = rec["run"]["runtime_reason"]
