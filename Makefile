@@ -26,7 +26,7 @@ demo: install
 	$(VENV)/bin/grade --quick submissions/; status=$$?; test $$status -le 1
 
 test: install
-	$(VENV)/bin/python -m pytest -q -ra
+	$(VENV)/bin/python -m pytest -q -ra --durations=25
 
 bench: install
 	$(VENV)/bin/python benchmarks/quick_vs_import.py
