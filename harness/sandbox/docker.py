@@ -24,7 +24,7 @@ from pathlib import Path
 
 from harness.errors import InfrastructureError
 from harness.image import PYTHON_IN_IMAGE
-from harness.sandbox import base
+from harness.sandbox import base, leftovers
 from harness.sandbox.base import Layout, SandboxRequest, SandboxResult, cuda_visible_devices, register
 from harness.sandbox.bwrap import HIDDEN
 
@@ -38,14 +38,7 @@ STAGE = 'cp -R /submission/. "$HARNESS_WORKSPACE"/ 2>/dev/null; exec "$@"'
 
 def _owner() -> str:
     """This harness process, as a label: host, pid and the pid's start time (a reused pid is not us)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_started(os.getpid())}"
-
-
-def _started(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return ""
+    return f"{socket.gethostname()}:{os.getpid()}:{leftovers.start_time(os.getpid()) or ''}"
 
 
 def _owner_gone(owner: str) -> bool:
@@ -54,7 +47,7 @@ def _owner_gone(owner: str) -> bool:
     pid, _, start = rest.partition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
-    return not Path(f"/proc/{pid}").exists() or _started(int(pid)) != start
+    return not leftovers.alive(f"{pid}.{start}")
 
 
 def signal_exit_code(code: int) -> int:

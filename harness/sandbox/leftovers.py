@@ -27,7 +27,8 @@ JOB_FOLDER_PREFIX = "harness-"
 _own: tuple[int, str] | None = None
 
 
-def _start_time(pid: int) -> str | None:
+def start_time(pid: int) -> str | None:
+    """The start time of `pid` in clock ticks since boot (None when it is gone): with the pid, a process's identity."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
             return fh.read().rsplit(")", 1)[1].split()[19]
@@ -40,7 +41,7 @@ def owner() -> str:
     global _own
     pid = os.getpid()
     if _own is None or _own[0] != pid:
-        _own = (pid, f"{pid}.{_start_time(pid) or 0}")
+        _own = (pid, f"{pid}.{start_time(pid) or 0}")
     return _own[1]
 
 
@@ -48,7 +49,7 @@ def alive(tag: str) -> bool:
     pid, _, start = tag.partition(".")
     if not pid.isdigit():
         return True  # not ours to judge
-    return _start_time(int(pid)) == start
+    return start_time(int(pid)) == start
 
 
 def claim(folder: Path) -> None:

@@ -52,7 +52,7 @@ def test_a_class_run_killed_halfway_resumes_whole(tmp_path):
             "--assignments", str(ROOT / "assignments")]
     proc = subprocess.Popen(argv, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    tag = f"{proc.pid}.{leftovers._start_time(proc.pid)}"
+    tag = f"{proc.pid}.{leftovers.start_time(proc.pid)}"
     deadline = time.monotonic() + 300
     while len(records_in(out)) < 2 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)
