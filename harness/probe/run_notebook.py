@@ -51,6 +51,19 @@ def kernel_spec_dir():
     return root
 
 
+def code_cells(nb):
+    """The notebook's code cells that hold code, as (index, cell), each announced (`start` once, then `cell`)
+    before it runs: the one cell walk of both drivers (a kernel in full mode, this interpreter in quick mode)."""
+    emit("start", cells=len(nb.cells))
+    run = 0
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or not cell.source.strip():
+            continue
+        run += 1
+        emit("cell", index=index, run=run)
+        yield index, cell
+
+
 async def run(path):
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, DeadKernelError
@@ -62,14 +75,7 @@ async def run(path):
                             resources={"metadata": {"path": os.path.dirname(os.path.abspath(path))}})
     code = 0
     async with client.async_setup_kernel():
-        cells = list(enumerate(nb.cells))
-        emit("start", cells=len(cells))
-        run = 0
-        for index, cell in cells:
-            if cell.cell_type != "code" or not cell.source.strip():
-                continue
-            run += 1
-            emit("cell", index=index, run=run)
+        for index, cell in code_cells(nb):
             try:
                 await client.async_execute_cell(cell, index)
             except CellExecutionError as exc:
@@ -288,14 +294,7 @@ def run_here(path):
     shell.set_custom_exc((harness_probe.QuickStop,), quick_stop)
     shell.run_cell(ATTACH, store_history=False)
     code = 0
-    cells = list(enumerate(nb.cells))
-    emit("start", cells=len(cells))
-    run = 0
-    for index, cell in cells:
-        if cell.cell_type != "code" or not cell.source.strip():
-            continue
-        run += 1
-        emit("cell", index=index, run=run)
+    for index, cell in code_cells(nb):
         tags = cell.metadata.get("tags", [])
         if "skip-execution" in tags:  # as nbclient
             continue
