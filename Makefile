@@ -5,6 +5,8 @@ PYTHON ?= python3
 .PHONY: install image demo test bench clean
 
 install: $(VENV)/.installed image
+	@# bytecode of the harness (its probe too, read-only inside the sandboxes) written once, not compiled each run
+	@$(VENV)/bin/python -m compileall -q harness
 
 # The grading image of the docker sandbox: built once, then reused while nothing that goes into it changes.
 # Where no Docker Engine can run, say why and go on: the bwrap sandbox does not need one.

@@ -5,12 +5,17 @@ the same machine, with the load average around them (the machine may be shared: 
 seconds). `grade` is run as its console script runs it, with this checkout's `harness` package.
 `--baseline DIR` also times another checkout (e.g. a worktree of main) in the same rotation, so
 that before and after are measured under the same load.
+Each run's own events (the probe's timestamps, kept with the record) split the time of `grade --quick` into the
+TensorFlow import inside the sandbox, the submission's own cells up to its first fit (its data loading and model
+building, and the probe's evidence at `fit`) and the rest (harness start, sandbox, trusted model reading, judging,
+reports); the ratio without the submission's own cells is what the harness adds to a bare import.
 Usage: python benchmarks/quick_vs_import.py [--runs N] [--reference FILE] [--baseline DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -21,6 +26,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 GRADE = "import sys; from harness.cli import grade_main; sys.exit(grade_main())"
+
+
+def phases(out: str) -> tuple[float, float] | None:
+    """(TensorFlow import, the submission's cells up to the first fit) in seconds, from the kept events."""
+    found = sorted(Path(out).rglob("events.jsonl"))
+    if not found:
+        return None
+    times = {}
+    for line in found[0].read_text().splitlines():
+        event = json.loads(line)
+        times.setdefault(event.get("kind"), event.get("time"))
+    if not {"probe_start", "runtime", "quick_stop"} <= times.keys():
+        return None
+    return times["runtime"] - times["probe_start"], times["quick_stop"] - times["runtime"]
 
 
 def timed(argv: list[str], cwd: Path) -> float:
@@ -39,6 +58,7 @@ def main() -> None:
     if args.baseline:
         trees["baseline " + str(args.baseline)] = args.baseline.resolve()
     times: dict[str, list[float]] = {name: [] for name in trees}
+    split: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
     imports: list[float] = []
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as out:
@@ -51,6 +71,9 @@ def main() -> None:
         for _ in range(args.runs):
             for name, tree in trees.items():
                 times[name].append(timed(grade(tree), tree))
+                found = phases(os.path.join(out, tree.name))
+                if found:
+                    split[name].append(found)
             imports.append(timed([sys.executable, "-c", "import tensorflow"], ROOT))
             loads.append(os.getloadavg()[0])
     i = statistics.median(imports)
@@ -63,6 +86,13 @@ def main() -> None:
               f"(runs: {', '.join(f'{t:.2f}' for t in found)})")
         print(f"  ratio to the import: {g / i:.2f} (median of per-rotation ratios {statistics.median(ratios):.2f}); "
               f"target <= 1.3")
+        if split[name]:
+            tf_import = statistics.median(p[0] for p in split[name])
+            cells = statistics.median(p[1] for p in split[name])
+            print(f"  of which: TensorFlow import in the sandbox {tf_import:.2f} s, the submission's cells up to its "
+                  f"first fit {cells:.2f} s, the rest {g - tf_import - cells:.2f} s (harness start, sandbox, "
+                  f"model reading, judging, reports)")
+            print(f"  ratio to the import without the submission's own cells: {(g - cells) / i:.2f}")
     print(load)
 
 

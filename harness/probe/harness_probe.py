@@ -36,6 +36,9 @@ CONFIG_KEYS = (
 class QuickStop(BaseException):
     """Raised at the first fit in quick mode: architecture captured, no training wanted."""
 
+    def _render_traceback_(self):  # IPython stores a formatted traceback of a cell's error: not this one
+        return ["QuickStop: grade --quick stops at the first fit"]
+
 
 _lock = threading.RLock()
 _seq = 0
@@ -426,7 +429,7 @@ def _wrap_fit(original, api, callback_module):
         if QUICK and not nested:
             if getattr(self, "built", False):
                 _emit("quick_stop", fit=fit_id)
-                save_model(self)
+                _quick_save(self)
                 raise QuickStop()
             try:
                 extra = _make_quick_callback(callback_module, self, fit_id)
@@ -439,7 +442,7 @@ def _wrap_fit(original, api, callback_module):
             history = original(self, *args, **kwargs)
         except QuickStop:
             _emit("quick_stop", fit=fit_id)
-            save_model(self)
+            _quick_save(self)
             raise
         except BaseException as exc:
             if not nested:
@@ -1081,6 +1084,13 @@ def finish():
         _state["start_saved"] = True
         save_model(_state["last_compiled"], START_MODEL_FILE, quiet=True)
     _emit("probe_end", fits=_state["fits"], events=_seq + 1)
+
+
+def _quick_save(model):
+    """Quick mode's stop: the model as built is the one the harness reads; `finish` need not save it
+    again as the start model."""
+    _state["start_saved"] = True
+    save_model(model)
 
 
 def save_model(model, name=MODEL_FILE, quiet=False, **claims):

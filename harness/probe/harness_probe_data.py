@@ -43,7 +43,9 @@ def _remember(obj, table, value):
 
 
 def signatures(array):
-    """(N, 2 + 64) float16: per-sample normalised mean, spread and the means of 64 bands of pixels."""
+    """(N, 2 + 64) float16: per-sample normalised mean, spread and the means of 64 bands of pixels.
+    Computed from the raw values (mean, std and band sums, then normalised: a few passes over the data
+    instead of a normalised copy); rows with non-finite values take the element-wise way."""
     import numpy as np
     n = len(array)
     flat_size = int(np.prod(array.shape[1:])) if array.ndim > 1 else 1
@@ -52,17 +54,31 @@ def signatures(array):
     sizes = np.diff(np.append(starts, flat_size)).astype(np.float32)
     out = np.zeros((n, 2 + SIGNATURE_BANDS), dtype=np.float16)
     for start in range(0, n, CHUNK):
-        with np.errstate(over="ignore", invalid="ignore"):  # huge inputs: the normalised values still fit
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # huge or non-finite inputs
             block = np.asarray(array[start:start + CHUNK], dtype=np.float32).reshape(-1, flat_size)
             low = block.min(axis=1, keepdims=True)
             span = block.max(axis=1, keepdims=True) - low
-            span[~(span > 0) | ~np.isfinite(span)] = 1.0
-            norm = np.nan_to_num((block - low) / span, nan=0.0, posinf=1.0, neginf=0.0)  # in [0, 1]
-        rows = slice(start, start + len(block))
-        out[rows, 0] = norm.mean(axis=1)
-        out[rows, 1] = norm.std(axis=1)
-        out[rows, 2:2 + bands] = np.add.reduceat(norm, starts, axis=1) / sizes
+            span[~(span > 0)] = 1.0  # a constant sample
+            band = np.add.reduceat(block, starts, axis=1)
+            sig = np.concatenate([(band.sum(axis=1, keepdims=True) / flat_size - low) / span,
+                                  block.std(axis=1, keepdims=True) / span, (band / sizes - low) / span], axis=1)
+            odd = np.flatnonzero(~np.isfinite(sig).all(axis=1))
+            if len(odd):
+                sig[odd] = _elementwise(block[odd], starts, sizes)
+        out[start:start + len(block), :2 + bands] = sig
     return out
+
+
+def _elementwise(block, starts, sizes):
+    """Signatures of samples with non-finite values: NaN counts as the minimum, +-inf as the ends."""
+    import numpy as np
+    with np.errstate(over="ignore", invalid="ignore"):
+        low = block.min(axis=1, keepdims=True)
+        span = block.max(axis=1, keepdims=True) - low
+        span[~(span > 0) | ~np.isfinite(span)] = 1.0
+        norm = np.nan_to_num((block - low) / span, nan=0.0, posinf=1.0, neginf=0.0)
+    return np.concatenate([norm.mean(axis=1, keepdims=True), norm.std(axis=1, keepdims=True),
+                           np.add.reduceat(norm, starts, axis=1) / sizes], axis=1)
 
 
 def _save_signatures(array):

@@ -63,3 +63,19 @@ def test_huge_and_non_finite_values_do_not_break_matching():
     broken[1, 0, 0] = np.inf
     rows, _ = fingerprints.match(fingerprints.signatures(broken), fingerprints.signatures(raw))
     assert set(range(2, 50)) <= set(rows)
+
+
+def test_the_fast_way_agrees_with_normalising_every_value(root):
+    """signatures() normalises the sums, not each value; it must give what min-max normalising every
+    value gives (within float16 rounding), and take the element-wise way for rows it cannot sum."""
+    rng = np.random.default_rng(4)
+    x = np.concatenate([images(200).astype(np.float32), rng.normal(100, 0.5, (50, 28, 28)).astype(np.float32),
+                        np.full((3, 28, 28), 7, np.float32), (images(20) * 1e35).astype(np.float32)])
+    x[0, 0, 0], x[1, 3, 3], x[2, 5, 5] = np.nan, np.inf, -np.inf
+    flat = x.reshape(len(x), -1)
+    starts = np.linspace(0, 784, 65).astype(int)[:-1]
+    expected = fingerprints._elementwise(flat, starts, np.diff(np.append(starts, 784)).astype(np.float32))
+    got = fingerprints.signatures(x).astype(np.float32)
+    assert np.all(np.isfinite(got))
+    assert np.all(np.abs(got - expected) < 2e-3 * np.maximum(1, np.abs(expected)))  # float16 steps: 4.9e-4 near 1
+    assert np.array_equal(probe_data_module(root).signatures(x), fingerprints.signatures(x))
