@@ -67,7 +67,8 @@ def trusted_evaluator(loaded, model_file: Path, data_root: Path, tmp: Path):
     def once():
         result = evaluate(loaded, evidence.read(ev_dir), get("bwrap"), data_root)[0]
         t = result.timings
-        return t["n"] / t["predict_seconds"], t["n"] / (t["prepare_seconds"] + t["predict_seconds"]), result
+        from harness.leaderboard import inference  # the leaderboard's own reading of the timings
+        return inference(t)[0], t["n"] / (t["prepare_seconds"] + t["predict_seconds"]), result
     return once
 
 

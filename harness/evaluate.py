@@ -403,7 +403,7 @@ def evaluate(loaded: LoadedAssignment, ev: Evidence, sandbox: Sandbox, data_root
         loaded, model_file, sandbox, timeout,
         ["--scale", prep.scale, "--interpolation", prep.interpolation], holdout, gpus)
     timings = {k: float(status[k]) for k in ("load_seconds", "prepare_seconds", "warmup_seconds", "predict_seconds",
-                                             "n", "batch_size")
+                                             "n", "batch_size", "steady_images_per_second")
                if isinstance(status.get(k), (int, float))}
     base = dict(seconds=result.wall_seconds, timings=timings, model_file=model_file.name,
                 loaded=bool(status) and status.get("stage") != "load", model=table, tensorflow_gpus=gpus_seen(status))

@@ -173,9 +173,13 @@ def flops_per_image(layers: Iterable[Layer]) -> int | None:
 
 def inference(timings: dict[str, float]) -> tuple[float | None, float | None]:
     """(images per second, milliseconds per image) of the trusted evaluation's `model.predict` over
-    the holdout, in batches of `harness.evaluator.predict.BATCH_SIZE` after one warm-up batch that is
-    not timed (as `benchmarks/evaluation_throughput.py` measures it): the latency is the batch time
+    the holdout, in batches of `harness.evaluator.predict.BATCH_SIZE` after warm-up batches that are
+    not timed (as `benchmarks/evaluation_throughput.py` measures it): the median rate over stretches of
+    batches where the evaluation stored it (older records: the whole pass). The latency is the batch time
     shared out per image, not a single-image round trip. (None, None) when no timing was stored."""
+    steady = timings.get("steady_images_per_second")
+    if steady and steady > 0:
+        return steady, 1000.0 / steady
     seconds, n = timings.get("predict_seconds"), timings.get("n")
     if not seconds or not n or seconds <= 0 or n <= 0:
         return None, None

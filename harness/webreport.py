@@ -660,9 +660,9 @@ def _excerpts(rec: Record, entry: Path | None) -> dict[int, Excerpt]:
     for i, finding in enumerate(rec.findings):
         kind, cell, line, filename = parse_where(finding.where)
         if kind == "cell" and cells is not None and 1 <= cell <= len(cells):
-            out[i] = excerpt(cells[cell - 1], line, f"cell {cell}", f"cell-id=cell-{cell}")
+            out[i] = excerpt(cells[cell - 1], line, f"{entry.name}, cell {cell}, as handed in", f"cell-id=cell-{cell}")
         elif kind == "file" and module is not None and filename == entry.name:
-            out[i] = excerpt(module, line, filename, f"L{line}")
+            out[i] = excerpt(module, line, f"{filename}, as handed in", f"L{line}")
         elif kind == "file":  # a helper module handed in with the entry (not on the submission page)
             helper = _code_file(entry.parent, filename)
             text = _read_text(helper, MAX_CODE_BYTES) if helper else None

@@ -14,6 +14,7 @@ import time
 import zipfile
 
 BATCH_SIZE = 256  # the trusted evaluation predicts in batches of this size (the throughput benchmark too)
+STRETCH_BATCHES = 8  # images/s is the median rate over stretches of this many batches
 GRAPH_FILE = "model-graph.zip"  # beside the model: the probe's export of it as a TensorFlow graph
 MAX_GRAPH_BYTES = 4 * 2**30
 # Keras's directory iterators (ImageDataGenerator.flow_from_directory, load_img) resize with PIL;
@@ -575,11 +576,21 @@ def main():
         x = x / 127.5 - 1.0
     prepared = time.perf_counter()
     try:
-        # warm-up, not timed: the first call builds the prediction function (a tf.function trace);
-        # images/s is the steady rate of batched prediction (benchmarks/evaluation_throughput.py)
+        # warm-up, not timed: the first call builds the prediction function (a tf.function trace), and
+        # the last, shorter batch may trace it again; images/s is the steady rate of batched prediction
+        # (benchmarks/evaluation_throughput.py), the median over stretches of STRETCH_BATCHES batches, so
+        # that a pause of the machine in one stretch does not move it
         model.predict(x[:args.batch_size], batch_size=args.batch_size)
+        if len(x) % args.batch_size:
+            model.predict(x[len(x) - len(x) % args.batch_size:], batch_size=args.batch_size)
         warm = time.perf_counter()
-        predictions = model.predict(x, batch_size=args.batch_size)
+        parts, rates, stretch = [], [], STRETCH_BATCHES * args.batch_size
+        for first in range(0, len(x), stretch):
+            began = time.perf_counter()
+            parts.append(model.predict(x[first:first + stretch], batch_size=args.batch_size))
+            if len(parts[-1]) == stretch or first == 0:
+                rates.append(len(parts[-1]) / max(time.perf_counter() - began, 1e-9))
+        predictions = parts[0] if len(parts) == 1 else np.concatenate(parts)
     except Exception as exc:
         report(ok=False, stage="predict", error=type(exc).__name__, message=str(exc)[:2000])
     done = time.perf_counter()
@@ -590,6 +601,7 @@ def main():
     report(ok=True, n=len(x), load_seconds=round(loaded - start, 3),
            prepare_seconds=round(prepared - loaded, 3), warmup_seconds=round(warm - prepared, 3),
            predict_seconds=round(done - warm, 3), batch_size=args.batch_size,
+           steady_images_per_second=round(float(np.median(rates)), 1),
            input_shape=[None if d is None else int(d) for d in shape], scored_with=model.how,
            output_activation=output_activation(config))
 

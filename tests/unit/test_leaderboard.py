@@ -92,6 +92,8 @@ def test_inference_figures_come_from_the_trusted_timings():
     assert leaderboard.inference({"predict_seconds": 2.5, "n": 10000}) == (4000.0, 0.25)
     assert leaderboard.inference({}) == (None, None)
     assert leaderboard.inference({"predict_seconds": 0.0, "n": 10}) == (None, None)
+    # the steady rate over stretches of batches, where the evaluation stored it, wins over the whole pass
+    assert leaderboard.inference({"predict_seconds": 2.5, "n": 10000, "steady_images_per_second": 5000.0}) == (5000.0, 0.2)
 
 
 def test_gpu_seconds_count_the_gpus_a_job_held_and_tensorflow_saw():

@@ -312,6 +312,7 @@ def test_findings_link_to_the_cell_and_show_the_line(tmp_path, assignments):
     assert hit == "b = &lt;2&gt;"
     student = (run / "html" / "student" / "grace" / "ox.html").read_text()
     assert 'href="#where-0"' in student and "submission.html" not in student
+    assert '<div class="meta">ox.ipynb, cell 4, as handed in</div>' in student  # the file and cell under the lines
     assert 'id="cell-id=cell-4"' in (run / "html" / "instructor" / "grace" / "ox.submission.html").read_text()
 
 
