@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.sandbox import base
+from harness.sandbox import base, warm
 from harness.sandbox.base import Layout, SandboxRequest, SandboxResult, cuda_visible_devices, register
 
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "ssl", "ca-certificates",
@@ -82,6 +82,9 @@ class BwrapSandbox:
                  "--ro-bind", str(Path(__file__).resolve().parent.parent / "probe"), INSIDE.probe]
         for mount in request.mounts:
             args += ["--bind" if mount.writable else "--ro-bind", str(mount.source), mount.target]
+        fonts = warm.font_cache()
+        if fonts is not None:
+            args += ["--ro-bind", str(fonts), warm.INSIDE]
         args += _gpu_devices(request.gpus)
         env = dict(request.env)
         visible = cuda_visible_devices(request.gpus, renumbered=False)
@@ -93,8 +96,7 @@ class BwrapSandbox:
         # only the workspace, /tmp, home and the evidence folder do
         args += ["--remount-ro", "/"] + [a for h in HIDDEN if Path(h).is_dir() for a in ("--remount-ro", h)]
         args += ["--chdir", INSIDE.workspace, "--"]
-        stage = 'cp -R /submission/. "$HARNESS_WORKSPACE"/ 2>/dev/null; exec "$@"'
-        return args + ["/bin/sh", "-c", stage, "sh", *request.argv]
+        return args + ["/bin/sh", "-c", warm.stage_script(warm.INSIDE if fonts else None), "sh", *request.argv]
 
     def run(self, request: SandboxRequest) -> SandboxResult:
         (request.job_dir / "evidence").mkdir(parents=True, exist_ok=True)

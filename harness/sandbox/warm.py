@@ -1,0 +1,69 @@
+"""What a sandbox's home starts with, so that a job's first imports cost what they cost on a used machine.
+
+`import tensorflow` imports Keras, which imports matplotlib, which lists the system's fonts (`fc-list` and a
+scan of every font file, about half a second) unless its font cache is there: in a sandbox, whose home is a
+fresh tmpfs, it never is. The cache is made once per matplotlib version with this interpreter (the one bwrap
+runs), kept under the harness's cache folder, bound read-only into the sandbox and copied into the job's home
+by the sandbox's first shell line (matplotlib wants a writable cache folder). It is the harness's own data: a
+job may change its copy, which only its own process reads. Best effort: without it, jobs run as before.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+INSIDE = "/opt/harness-cache/matplotlib"  # where a backend mounts the cache (docker: made in the image there)
+_lock = threading.Lock()
+
+
+def stage_script(cache: str | None) -> str:
+    """The first shell line of every sandbox: the submission copied into the workspace, the cache (when
+    there is one) into the home, then the job's own command."""
+    warm = (f'[ -d {cache} ] && mkdir -p "$HOME/.cache" && cp -R {cache} "$HOME/.cache/" 2>/dev/null; '
+            if cache else "")
+    return f'cp -R /submission/. "$HARNESS_WORKSPACE"/ 2>/dev/null; {warm}exec "$@"'
+
+
+def _root() -> Path:
+    base = os.environ.get("HARNESS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "cnn-harness")
+    return Path(base)
+
+
+def font_cache(root: Path | None = None) -> Path | None:
+    """The folder holding matplotlib's font list for this interpreter, made on first use; None when
+    matplotlib is not installed or the list cannot be made."""
+    try:
+        version = importlib.metadata.version("matplotlib")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    folder = (root or _root()) / f"matplotlib-{version}-py{sys.version_info[0]}{sys.version_info[1]}"
+    with _lock:
+        if any(folder.glob("fontlist-*.json")):
+            return folder
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".matplotlib-", dir=folder.parent))
+            done = subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], timeout=300,
+                                  env={**os.environ, "MPLCONFIGDIR": str(tmp)}, capture_output=True)
+            if done.returncode != 0 or not any(tmp.glob("fontlist-*.json")):
+                shutil.rmtree(tmp, ignore_errors=True)
+                return None
+            for extra in tmp.iterdir():  # the font list only
+                if not extra.name.startswith("fontlist-"):
+                    shutil.rmtree(extra, ignore_errors=True) if extra.is_dir() else extra.unlink()
+            tmp.chmod(0o755)
+            try:
+                tmp.rename(folder)
+            except OSError:  # another harness made it meanwhile
+                shutil.rmtree(tmp, ignore_errors=True)
+        except (OSError, subprocess.SubprocessError):
+            return None
+    return folder if any(folder.glob("fontlist-*.json")) else None

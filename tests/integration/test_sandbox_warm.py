@@ -1,0 +1,42 @@
+"""A sandbox's home starts with matplotlib's font list (harness/sandbox/warm.py): `import tensorflow` in a job
+then costs what it costs on a used machine, without listing and scanning the system's fonts every run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.sandbox import Limits, SandboxRequest, get, warm
+
+pytestmark = pytest.mark.integration
+CHECK = ("import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stdout); "
+         "import matplotlib, matplotlib.font_manager; print('cache at', matplotlib.get_cachedir())")
+
+
+def run_in_bwrap(tmp_path: Path, code: str):
+    sandbox = get("bwrap")
+    if sandbox.unavailable_reason():
+        pytest.fail(sandbox.unavailable_reason())  # make install provides bubblewrap: not a reason to skip
+    (tmp_path / "stage").mkdir()
+    request = SandboxRequest(argv=[sys.executable, "-c", code], job_dir=tmp_path, stage=tmp_path / "stage",
+                             timeout=120, env={"HARNESS_WORKSPACE": "/workspace", "HOME": "/home/student",
+                                               "PATH": "/usr/bin:/bin"},
+                             limits=Limits(), log=tmp_path / "output.log")
+    result = sandbox.run(request)
+    return result, (tmp_path / "output.log").read_text(errors="replace")
+
+
+def test_a_job_finds_the_font_list_and_does_not_make_it_again(tmp_path):
+    assert warm.font_cache() is not None
+    result, output = run_in_bwrap(tmp_path, CHECK)
+    assert result.exit_code == 0, output
+    assert "cache at /home/student/.cache/matplotlib" in output
+    assert "generated new fontManager" not in output  # what matplotlib logs when it lists the fonts itself
+
+
+def test_the_first_shell_line_copies_the_cache_only_when_there_is_one():
+    assert warm.stage_script(None) == 'cp -R /submission/. "$HARNESS_WORKSPACE"/ 2>/dev/null; exec "$@"'
+    line = warm.stage_script("/opt/harness-cache/matplotlib")
+    assert 'cp -R /opt/harness-cache/matplotlib "$HOME/.cache/"' in line and line.endswith('exec "$@"')
