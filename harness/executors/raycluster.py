@@ -125,13 +125,17 @@ class RayExecutor:
                 runner, task, request.cpus, request.memory_mb)
             self._refs.add(stream)
         try:
-            for item in stream:
+            result, done = None, False
+            for item in stream:  # to its end: the task has finished and given its resources back
                 kind, value = ray.get(item)
                 if kind == RESULT:
-                    return value
-                for step in value[:RELAY_MAX_ITEMS] if isinstance(value, list) else ():
-                    tell(progress, step)
-            raise InfrastructureError("the Ray task of this job ended without a record; run grade again")
+                    result, done = value, True
+                elif isinstance(value, list):
+                    for step in value[:RELAY_MAX_ITEMS]:
+                        tell(progress, step)
+            if not done:
+                raise InfrastructureError("the Ray task of this job ended without a record; run grade again")
+            return result
         except ray.exceptions.TaskCancelledError:
             return None
         except ray.exceptions.RayError as exc:
