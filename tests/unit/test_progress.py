@@ -350,6 +350,22 @@ def test_a_job_waiting_for_the_local_pool_shows_waiting_until_it_has_its_resourc
     assert sink.seen.count(("stage", "waiting")) == 1  # the job that fitted at once never waited
 
 
+def test_the_rich_view_shows_a_waiting_job_as_waiting_not_running():
+    view, console, clock = _view()
+    ann, bob = JobRef("ann", "ox"), JobRef("bob", "ox")
+    view.run_started(2, 1, Path("reports"))
+    for job in (ann, bob):
+        view.job_started(job)
+    view.stage_changed(ann, "running")
+    view.stage_changed(bob, "waiting")
+    clock.now += 3
+    console.print(view.render())
+    text = console.export_text()
+    assert "0/2 done  1 running, 1 waiting  elapsed 0:00:03" in text
+    assert [line.split()[:2] for line in text.splitlines() if line.split()[:1] == ["bob"]] == [["bob", "ox"]]
+    assert "waiting" in next(line for line in text.splitlines() if line.split()[:1] == ["bob"])
+
+
 def test_the_plain_log_names_a_wait_only_when_it_was_long():
     out, clock = io.StringIO(), Clock()
     log = PlainLog(stream=out, clock=clock, wait_logged=5)
