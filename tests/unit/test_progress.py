@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -321,8 +322,6 @@ class Job(tuple):
 
 
 def test_a_job_waiting_for_the_local_pool_shows_waiting_until_it_has_its_resources(tmp_path):
-    import threading
-
     from harness.executors.base import ExecutorSettings
     from harness.executors.local import LocalExecutor
     from harness.resources import Capacity, JobRequest
