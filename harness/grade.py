@@ -379,7 +379,7 @@ def grade_all(jobs: list[Job], assignments: dict[str, LoadedAssignment], sandbox
             return _unfit(job, sandbox, options, unfit), True
         task = worker.JobTask(job=job, assignment=assignments.get(job.assignment), sandbox=sandbox, options=options,
                               submission=worker.pack_submission(job) if executor.remote else None)
-        outcome = executor.run(requests[job], worker.run_task, task)
+        outcome = executor.run(requests[job], worker.run_task, task, lambda item: tracker.relayed(job, item))
         if outcome is None:
             return None
         if outcome.evidence is not None:

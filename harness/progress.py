@@ -4,13 +4,19 @@
 
 The tracker never lets a sink break grading: every call into a sink is guarded, and a sink that
 raises is closed, named on stderr and not called again. Stages are reported by the run stage
-through `report_stage(job, ...)`, which is a no-op for a job no tracker follows (a job graded on
-another machine, `harness rescore`).
+through `report_stage(job, ...)`, which is a no-op for a job no tracker or relay follows
+(`harness rescore`).
 
-Epochs are read from the running job's own `events.jsonl` in its evidence folder on the host, on
-the tracker's tick: that file is written by the untrusted process, so it is opened without following
-a symlink, only when it is a regular file, read in bounded steps (never more than `MAX_TAIL_BYTES`),
-and only whole lines of at most `MAX_TAIL_LINE` bytes are parsed. Only numbers are taken from it
+A job waiting for its resources (the local pool is full, or its Ray task has not started on a worker)
+is in the `waiting` stage; the executor says so through the `progress` callback of `Executor.run`,
+which the tracker turns into sink calls (`Tracker.relayed`). A job that runs on another machine (Ray)
+reports its stages and epochs there to a `Relay` (`relaying`), whose small plain items the executor
+carries back to the same callback while the job runs.
+
+Epochs are read from the running job's own `events.jsonl` in its evidence folder (on the host, or by
+the relay on the worker), on a tick: that file is written by the untrusted process, so it is opened
+without following a symlink, only when it is a regular file, read in bounded steps (never more than
+`MAX_TAIL_BYTES`), and only whole lines of at most `MAX_TAIL_LINE` bytes are parsed. Only numbers are taken from it
 (epoch, epochs, loss and accuracy); no text the student wrote is ever shown.
 """
 
@@ -24,16 +30,19 @@ import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Protocol, TextIO
+from typing import Any, Callable, Iterator, Protocol, TextIO
 
-STAGES = ("preparing", "running", "evaluating", "judging")
+STAGES = ("waiting", "preparing", "running", "evaluating", "judging")
 EVENTS_FILE = "events.jsonl"
 MAX_TAIL_LINE = 64 * 1024  # an epoch line is a few hundred bytes; longer lines are skipped unparsed
 MAX_TAIL_STEP = 1 << 20  # read per job per tick
 MAX_TAIL_BYTES = 64 * 2**20  # read per job in all; after that the view stops looking at its epochs
 TICK_SECONDS = 0.5  # how often running jobs' epochs are read
+WAIT_LOGGED_SECONDS = 5.0  # the plain log names a wait for resources only when it lasted this long
+RELAY_MAX_ITEMS = 16  # progress items a worker holds for its caller (stages are few; epochs are coalesced)
 
 
 # ---------------------------------------------------------------- what sinks are told
@@ -303,17 +312,93 @@ class EventsTail:
 
 _ACTIVE: dict[Any, "Tracker"] = {}  # job -> the tracker following it
 _ACTIVE_LOCK = threading.Lock()
+_RELAYS = threading.local()  # .relay: the Relay of the job this thread grades on a worker
 
 
 def report_stage(job: Any, stage: str, evidence: Path | None = None) -> None:
-    """The run stage says where `job` is (`evidence`: its host evidence folder while it runs). Never raises."""
+    """The run stage says where `job` is (`evidence`: its evidence folder while it runs): to the tracker
+    following it in this process, else to the relay of this thread (a job graded on a Ray worker). Never
+    raises."""
     try:
         with _ACTIVE_LOCK:
             tracker = _ACTIVE.get(job)
+        if tracker is None:
+            tracker = getattr(_RELAYS, "relay", None)
         if tracker is not None:
             tracker.stage(job, stage, evidence)
     except Exception:  # a view never breaks grading
         pass
+
+
+# ---------------------------------------------------------------- progress from another machine
+
+def epoch_item(seen: EpochSeen) -> tuple[str, dict]:
+    return "epoch", asdict(seen)
+
+
+def epoch_from(value: object) -> EpochSeen | None:
+    """An epoch item's numbers, checked again on the caller (None when it is not one)."""
+    if not isinstance(value, dict):
+        return None
+    epoch = _int(value.get("epoch"), 1, 10**7 + 1)
+    if epoch is None:
+        return None
+    return EpochSeen(epoch=epoch, epochs=_int(value.get("epochs"), 1, 10**7), fit=_int(value.get("fit"), 1, 10**7),
+                     **{name: _number(value.get(name)) for name in ("loss", "accuracy", "val_loss", "val_accuracy")})
+
+
+class Relay:
+    """The worker side of a job graded on another machine. It takes the run stage's `report_stage` calls
+    in the job's thread (see `relaying`), reads the job's epochs from its events file with the same bounded
+    `EventsTail` as the tracker, and holds small plain items until the executor takes them (`take`) and
+    sends them to the caller: `("stage", name)` with a name from STAGES, `("epoch", {field: number})`. No
+    text the student wrote is ever in an item. Consecutive epochs are coalesced to the latest and at most
+    RELAY_MAX_ITEMS are held, so what waits for a slow caller stays small."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: list[tuple[str, Any]] = []
+        self._tail: EventsTail | None = None
+
+    def _add(self, item: tuple[str, Any]) -> None:
+        if item[0] == "epoch" and self._items and self._items[-1][0] == "epoch":
+            self._items[-1] = item
+        elif len(self._items) < RELAY_MAX_ITEMS:
+            self._items.append(item)
+
+    def _poll(self) -> None:
+        seen = self._tail.poll() if self._tail is not None else None
+        if seen is not None:
+            self._add(epoch_item(seen))
+
+    def stage(self, job: Any, stage: str, evidence: Path | None = None) -> None:
+        if stage not in STAGES:
+            return
+        with self._lock:
+            self._poll()  # the epochs written just before the run ended
+            self._tail = EventsTail(evidence) if stage == "running" and evidence is not None else None
+            self._add(("stage", stage))
+
+    def take(self) -> list[tuple[str, Any]]:
+        """What happened since the last take (the newest epoch read now); never raises."""
+        with self._lock:
+            try:
+                self._poll()
+            except Exception:
+                pass
+            items, self._items = self._items, []
+            return items
+
+
+@contextmanager
+def relaying(relay: Relay) -> Iterator[Relay]:
+    """`report_stage` calls from this thread (for a job no tracker here follows) go to `relay`."""
+    previous = getattr(_RELAYS, "relay", None)
+    _RELAYS.relay = relay
+    try:
+        yield relay
+    finally:
+        _RELAYS.relay = previous
 
 
 def _warn(message: str) -> None:
@@ -387,6 +472,23 @@ class Tracker:
                     self._epoch(job, tail)
         self._call("stage_changed", self._ref(job), stage)
 
+    def relayed(self, job, item: object) -> None:
+        """A progress item from where the job runs (the executor's `progress` callback): `("stage", name)`
+        or an epoch item. Checked here, shown as if reported here; anything else is dropped. Never raises."""
+        try:
+            if not isinstance(item, tuple) or len(item) != 2:
+                return
+            kind, value = item
+            if kind == "stage" and isinstance(value, str) and value in STAGES:
+                self.stage(job, value)
+            elif kind == "epoch":
+                seen = epoch_from(value)
+                with self._lock:
+                    if seen is not None and job in self._started:
+                        self._call("epoch_seen", self._ref(job), seen)
+        except Exception:  # a view never breaks grading
+            pass
+
     def finished(self, job, rec, cached: bool) -> None:
         with _ACTIVE_LOCK:
             if _ACTIVE.get(job) is self:
@@ -434,14 +536,18 @@ class Tracker:
 
 class PlainLog(Sink):
     """One line when a job starts and one when it ends, flushed; epoch lines at most every `epoch_every`
-    seconds per job (a long job shows it is alive); a summary at the end. No control characters."""
+    seconds per job (a long job shows it is alive); a line when a job waited `wait_logged` seconds or more
+    for its resources (shorter waits are left out, to keep CI logs short); a summary at the end. No control
+    characters."""
 
     def __init__(self, stream: TextIO | None = None, console: Any = None, epoch_every: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, wait_logged: float | None = None):
         self.stream, self.epoch_every, self.clock = stream or sys.stdout, epoch_every, clock
+        self.wait_logged = WAIT_LOGGED_SECONDS if wait_logged is None else wait_logged
         self.total, self.out, self.began = 0, None, 0.0
         self.done: list[JobDone] = []
         self.last_epoch: dict[JobRef, float] = {}
+        self.waiting: dict[JobRef, float] = {}  # job -> when it began to wait
 
     def _line(self, text: str) -> None:
         self.stream.write(clean(text) + "\n")
@@ -453,6 +559,14 @@ class PlainLog(Sink):
     def job_started(self, job: JobRef) -> None:
         self._line(f"start {job}")
 
+    def stage_changed(self, job: JobRef, stage: str) -> None:
+        now = self.clock()
+        since = self.waiting.pop(job, None)
+        if stage == "waiting":
+            self.waiting[job] = now if since is None else since
+        elif since is not None and now - since >= self.wait_logged:
+            self._line(f"wait  {job}: waited {now - since:.0f} s for its resources, now {stage}")
+
     def epoch_seen(self, job: JobRef, epoch: EpochSeen) -> None:
         now = self.clock()
         last = self.last_epoch.get(job)
@@ -463,6 +577,7 @@ class PlainLog(Sink):
     def job_finished(self, done: JobDone) -> None:
         self.done.append(done)
         self.last_epoch.pop(done.job, None)
+        self.waiting.pop(done.job, None)
         how = "unchanged, not run again" if done.cached else f"{done.seconds:.1f} s"
         self._line(f"end   {done.job}: {done.status}, {done.score:g}/{done.max_score:g} ({how}) "
                    f"[{len(self.done)}/{self.total} done]")
@@ -497,7 +612,8 @@ class ViewState:
     done: list[JobDone] = field(default_factory=list)
 
 
-STAGE_STYLE = {"preparing": "cyan", "running": "bold green", "evaluating": "magenta", "judging": "blue"}
+STAGE_STYLE = {"waiting": "yellow", "preparing": "cyan", "running": "bold green", "evaluating": "magenta",
+               "judging": "blue"}
 DONE_STYLE = {"graded": "green", "interrupted": "yellow"}
 
 
@@ -591,7 +707,9 @@ class RichView(Sink):
         left = eta(state.total, state.done, elapsed)
         counts = Text(no_wrap=True, overflow="ellipsis")
         counts.append(f"{finished}/{state.total} done", style="bold")
-        counts.append(f"  {len(state.running)} running  elapsed {clock(elapsed)}  ")
+        waiting = sum(1 for r in state.running.values() if r.stage == "waiting")
+        counts.append(f"  {len(state.running) - waiting} running" + (f", {waiting} waiting" if waiting else "")
+                      + f"  elapsed {clock(elapsed)}  ")
         counts.append(f"ETA {clock(left) if left is not None else '--:--'}", style="cyan")
         bar = max(10, min(40, width - 62))
         head = Table.grid(padding=(0, 1))

@@ -16,6 +16,7 @@ import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -242,9 +243,11 @@ class Pool:
         self.free_gpus.extend(g for g in held.gpu_ids if g in self.capacity.gpu_ids and g not in self.free_gpus)
         self.free_gpus.sort(key=self.capacity.gpu_ids.index)
 
-    def acquire(self, request: JobRequest, stop: threading.Event | None = None) -> JobResources | None:
+    def acquire(self, request: JobRequest, stop: threading.Event | None = None,
+                waiting: Callable[[], None] | None = None) -> JobResources | None:
         """Block until `request` fits and it is this caller's turn; None when `stop` is set meanwhile.
-        Raises ValueError for a request that can never fit (check `refusal` first)."""
+        `waiting` is called once (without the pool's lock) when the caller has to wait. Raises ValueError
+        for a request that can never fit (check `refusal` first)."""
         reason = refusal(request, self.capacity)
         if reason:
             raise ValueError(reason)
@@ -255,6 +258,16 @@ class Pool:
                 while not (self._serving == ticket and self.fits(request)):
                     if stop is not None and stop.is_set():
                         return None
+                    if waiting is not None:
+                        told, waiting = waiting, None
+                        self._cond.release()  # a slow progress view never holds up the pool
+                        try:
+                            told()
+                        except Exception:
+                            pass
+                        finally:
+                            self._cond.acquire()
+                        continue  # what is free may have changed meanwhile
                     self._cond.wait(timeout=0.5)
                 return self.take(request)
             finally:

@@ -3,8 +3,10 @@
 An executor dispatches and nothing else. It is given a `JobRequest` and a task (a picklable value and a
 module-level function `runner(task, resources)`), waits until the request fits, calls the runner with
 the `JobResources` it was given (the GPU ids included) and returns the runner's result. Deciding what
-to run (the resume cache), saving records and evidence, and reporting progress stay with the caller
-(`harness.grade.grade_all`). Isolation is not an executor's job either: the runner starts the sandbox.
+to run (the resume cache), saving records and evidence, and showing progress stay with the caller
+(`harness.grade.grade_all`); an executor only hands the caller's `progress` callback what it alone knows
+(a job waits for resources; what a job on another machine reported there). Isolation is not an
+executor's job either: the runner starts the sandbox.
 """
 
 from __future__ import annotations
@@ -24,6 +26,16 @@ class ExecutorSettings:
 
 
 Runner = Callable[[Any, JobResources], Any]
+Progress = Callable[[tuple], None]  # harness.progress.Tracker.relayed for one job; never raises
+
+
+def tell(progress: Progress | None, item: tuple) -> None:
+    """Hand a progress item on; a failing view never stops a job."""
+    if progress is not None:
+        try:
+            progress(item)
+        except Exception:
+            pass
 
 
 class Executor(Protocol):
@@ -39,9 +51,12 @@ class Executor(Protocol):
     def describe(self) -> str:
         """One line: where jobs run and what that holds."""
 
-    def run(self, request: JobRequest, runner: Runner, task: Any) -> Any:
+    def run(self, request: JobRequest, runner: Runner, task: Any, progress: Progress | None = None) -> Any:
         """Wait for `request`, call `runner(task, resources)` and return its result (blocks the calling thread).
-        Returns None, without running it, when the class run is being stopped."""
+        Returns None, without running it, when the class run is being stopped. `progress` is told, with
+        small plain items, that the job waits for its resources (`("stage", "waiting")`, then
+        `("stage", "preparing")` once it has them) and, when the runner runs on another machine, the stages
+        and epochs reported there (`harness.progress.Relay`). The result never depends on them."""
 
     def stop(self) -> None:
         """Ctrl-C: start nothing more, and stop what runs."""

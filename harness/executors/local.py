@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from harness.executors.base import ExecutorSettings, Runner, register
+from harness.executors.base import ExecutorSettings, Progress, Runner, register, tell
 from harness.resources import Capacity, JobRequest, Pool, auto_jobs, machine_capacity, refusal
 
 
@@ -31,10 +31,18 @@ class LocalExecutor:
     def describe(self) -> str:
         return f"this machine ({self.capacity.describe()}), up to {self.workers} job(s) at once"
 
-    def run(self, request: JobRequest, runner: Runner, task):
-        held = self.pool.acquire(request, self._stop)
+    def run(self, request: JobRequest, runner: Runner, task, progress: Progress | None = None):
+        waited = []
+
+        def waiting() -> None:
+            waited.append(True)
+            tell(progress, ("stage", "waiting"))
+
+        held = self.pool.acquire(request, self._stop, waiting)
         if held is None:
             return None
+        if waited:
+            tell(progress, ("stage", "preparing"))
         try:
             return runner(task, held)
         finally:

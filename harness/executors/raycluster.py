@@ -7,6 +7,12 @@ files and brings back the record and the kept evidence; the caller writes both.
 
 Before anything is submitted the cluster's nodes are read: a job that fits on no node (more GPUs or
 memory than any node has) gets an error record at once instead of waiting for ever.
+
+The task is a Ray streaming generator: while the runner grades the job in a thread of the worker, the
+task yields what the job's `harness.progress.Relay` holds (its stages and epochs, small plain values)
+every RELAY_SECONDS, then the result. Ray applies no backpressure to a generator unless asked, so a yield
+never waits for the caller: a slow caller never slows a job, and the record does not depend on anyone
+reading the progress. Until the first item arrives the job is `waiting` (its task has not started).
 """
 
 from __future__ import annotations
@@ -14,15 +20,40 @@ from __future__ import annotations
 import threading
 
 from harness.errors import InfrastructureError
-from harness.executors.base import ExecutorSettings, Runner, register
+from harness.executors.base import ExecutorSettings, Progress, Runner, register, tell
+from harness.progress import RELAY_MAX_ITEMS
 from harness.resources import Capacity, JobRequest, JobResources, auto_jobs, clamp, refusal
+
+PROGRESS, RESULT = "progress", "result"
+RELAY_SECONDS = 0.5
 
 
 def _call(runner: Runner, task, cpus: float, memory_mb: int):
-    """The Ray task: the runner with the resources Ray gave (GPU ids as Ray assigned them)."""
+    """The Ray task: the runner with the resources Ray gave (GPU ids as Ray assigned them), in a thread;
+    yields `(PROGRESS, items)` while it runs, then `(RESULT, what it returned)`."""
     import ray
-    ids = tuple(str(i) for i in ray.get_gpu_ids())
-    return runner(task, JobResources(cpus=cpus, memory_mb=memory_mb, gpu_ids=ids))
+    from harness import progress
+    resources = JobResources(cpus=cpus, memory_mb=memory_mb, gpu_ids=tuple(str(i) for i in ray.get_gpu_ids()))
+    relay, box = progress.Relay(), {}
+
+    def work() -> None:
+        try:
+            with progress.relaying(relay):
+                box[RESULT] = runner(task, resources)
+        except BaseException as exc:  # raised again in the task, where Ray reports it to the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=work, name="harness-job", daemon=True)
+    thread.start()
+    yield PROGRESS, [("stage", "preparing")]
+    while thread.is_alive():
+        thread.join(RELAY_SECONDS)
+        items = relay.take()
+        if items:
+            yield PROGRESS, items
+    if "error" in box:
+        raise box["error"]
+    yield RESULT, box[RESULT]
 
 
 class RayExecutor:
@@ -34,7 +65,7 @@ class RayExecutor:
         self.nodes: list[Capacity] = []
         self.started_here = False
         self._remote = None
-        self._refs: set = set()
+        self._refs: set = set()  # the running tasks' ObjectRefGenerators (ray.cancel takes them)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.workers = 1
@@ -80,18 +111,31 @@ class RayExecutor:
                          gpu_ids=tuple(g for n in self.nodes for g in n.gpu_ids))
         return f"a Ray cluster of {len(self.nodes)} node(s) ({total.describe()}), up to {self.workers} job(s) at once"
 
-    def run(self, request: JobRequest, runner: Runner, task):
+    def run(self, request: JobRequest, runner: Runner, task, progress: Progress | None = None):
         import ray
         request = clamp(request, self._largest())
+        if self._stop.is_set():
+            return None
+        tell(progress, ("stage", "waiting"))  # until the task has started on a worker and said so
         with self._lock:
             if self._stop.is_set():
                 return None
-            ref = self._remote.options(num_cpus=request.cpus, num_gpus=request.gpus,
-                                       memory=request.memory_mb * 2**20).remote(
+            stream = self._remote.options(num_cpus=request.cpus, num_gpus=request.gpus,
+                                          memory=request.memory_mb * 2**20).remote(
                 runner, task, request.cpus, request.memory_mb)
-            self._refs.add(ref)
+            self._refs.add(stream)
         try:
-            return ray.get(ref)
+            result, done = None, False
+            for item in stream:  # to its end: the task has finished and given its resources back
+                kind, value = ray.get(item)
+                if kind == RESULT:
+                    result, done = value, True
+                elif isinstance(value, list):
+                    for step in value[:RELAY_MAX_ITEMS]:
+                        tell(progress, step)
+            if not done:
+                raise InfrastructureError("the Ray task of this job ended without a record; run grade again")
+            return result
         except ray.exceptions.TaskCancelledError:
             return None
         except ray.exceptions.RayError as exc:
@@ -99,7 +143,7 @@ class RayExecutor:
                                       f"{str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''})") from None
         finally:
             with self._lock:
-                self._refs.discard(ref)
+                self._refs.discard(stream)
 
     def stop(self) -> None:
         import ray

@@ -155,3 +155,52 @@ def test_a_job_asking_for_more_gpus_than_the_cluster_has_gets_an_error_record(tm
     assert rec["status"] == "error"
     assert "asks for 2 GPU(s) per job and the largest node of the Ray cluster has 1" in rec["summary"]
     assert "not the student's fault" in rec["summary"]
+
+
+SMALL_FIT = """from tensorflow.keras import datasets, layers, models
+(x, y), _ = datasets.fashion_mnist.load_data()
+model = models.Sequential([layers.Input((28, 28)), layers.Flatten(), layers.Dense(10, activation="softmax")])
+model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+model.fit(x[:600] / 255.0, y[:600], epochs=2, verbose=2)
+"""
+
+
+@pytest.mark.timeout(300)
+def test_a_ray_job_shows_its_stages_and_epochs_in_the_live_view_while_it_runs(tmp_path, ray_cluster, data_root,
+                                                                              monkeypatch):
+    """The worker reads the job's epochs and sends them back while it trains: the caller's view sees them
+    before the job is evaluated, not only its start and end."""
+    import io
+
+    from harness import progress
+
+    class Recorder(progress.PlainLog):
+        def __init__(self) -> None:
+            super().__init__(stream=io.StringIO(), epoch_every=0)
+            self.seen: list[tuple[str, object]] = []
+
+        def stage_changed(self, job, stage):
+            self.seen.append(("stage", stage))
+            super().stage_changed(job, stage)
+
+        def epoch_seen(self, job, epoch):
+            self.seen.append(("epoch", epoch))
+            super().epoch_seen(job, epoch)
+
+    recorder = Recorder()
+    monkeypatch.setattr(progress, "make", lambda *args, **kwargs: recorder)
+    cls = tmp_path / "class"
+    (cls / "ann").mkdir(parents=True)
+    (cls / "ann" / "fashion-mnist-cnn.py").write_text(SMALL_FIT)
+    code, records = grade([str(cls), "--executor", "ray", "--memory", "4096", "--data-root", str(data_root)],
+                          tmp_path / "out")
+    assert records["ann"]["status"] == "graded", records["ann"]["summary"]
+    stages = [value for kind, value in recorder.seen if kind == "stage"]
+    assert stages[:3] == ["preparing", "waiting", "preparing"]  # queued here, pending on the cluster, started there
+    assert stages[3:] == ["running", "evaluating", "judging"]
+    epochs = [value for kind, value in recorder.seen if kind == "epoch"]
+    assert epochs and epochs[-1].epoch == 2 and epochs[-1].epochs == 2 and epochs[-1].loss is not None
+    first = recorder.seen.index(("epoch", epochs[0]))
+    assert recorder.seen.index(("stage", "running")) < first < recorder.seen.index(("stage", "evaluating"))
+    log = recorder.stream.getvalue()
+    assert "epoch ann/fashion-mnist-cnn: epoch 2/2 loss " in log and "end   ann/fashion-mnist-cnn: graded" in log

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,7 +17,7 @@ from harness import grade as grading
 from harness import progress
 from harness.discover import discover
 from harness.grade import GradeOptions, grade_all
-from harness.progress import EpochSeen, EventsTail, JobDone, JobRef, PlainLog, RichView, Summary
+from harness.progress import EpochSeen, EventsTail, JobDone, JobRef, PlainLog, RichView, Summary, Tracker
 
 from test_class_run import FakeSandbox, fake_record, make_class
 
@@ -297,3 +298,118 @@ def test_a_huge_loss_keeps_the_epoch_text_short():
     from harness.progress import EpochSeen, epoch_text
     text = epoch_text(EpochSeen(epoch=1, epochs=2, loss=1e308, accuracy=0.5))
     assert text == "epoch 1/2 loss 1e+308 acc 0.5000"
+
+
+# ---- waiting for resources, and progress relayed from another machine
+
+
+class Recording(progress.Sink):
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, object]] = []
+
+    def stage_changed(self, job, stage):
+        self.seen.append(("stage", stage))
+
+    def epoch_seen(self, job, epoch):
+        self.seen.append(("epoch", epoch))
+
+
+class Job(tuple):
+    """A job as the tracker needs it: hashable, with a student and an assignment."""
+
+    student = property(lambda self: self[0])
+    assignment = property(lambda self: self[1])
+
+
+def test_a_job_waiting_for_the_local_pool_shows_waiting_until_it_has_its_resources(tmp_path):
+    from harness.executors.base import ExecutorSettings
+    from harness.executors.local import LocalExecutor
+    from harness.resources import Capacity, JobRequest
+    executor = LocalExecutor(ExecutorSettings(), Capacity(cpus=1, memory_mb=1000))
+    first, second = Job(("ann", "ox")), Job(("bob", "ox"))
+    sink = Recording()
+    tracker = Tracker(sink, [first, second], 1, tmp_path)
+    request, release = JobRequest(cpus=1, memory_mb=800), threading.Event()
+    tracker.started(first)
+    holder = threading.Thread(target=executor.run, args=(request, lambda task, held: release.wait(5), None,
+                                                         lambda item: tracker.relayed(first, item)))
+    holder.start()
+    time.sleep(0.2)
+    tracker.started(second)
+    ran = []
+    waiter = threading.Thread(target=executor.run, args=(request, lambda task, held: ran.append(held), None,
+                                                         lambda item: tracker.relayed(second, item)))
+    waiter.start()
+    time.sleep(0.3)
+    assert sink.seen == [("stage", "preparing")] * 2 + [("stage", "waiting")] and not ran
+    release.set()
+    holder.join(5)
+    waiter.join(5)
+    assert sink.seen[-1] == ("stage", "preparing") and len(ran) == 1  # it had its resources, then ran
+    assert sink.seen.count(("stage", "waiting")) == 1  # the job that fitted at once never waited
+
+
+def test_the_rich_view_shows_a_waiting_job_as_waiting_not_running():
+    view, console, clock = _view()
+    ann, bob = JobRef("ann", "ox"), JobRef("bob", "ox")
+    view.run_started(2, 1, Path("reports"))
+    for job in (ann, bob):
+        view.job_started(job)
+    view.stage_changed(ann, "running")
+    view.stage_changed(bob, "waiting")
+    clock.now += 3
+    console.print(view.render())
+    text = console.export_text()
+    assert "0/2 done  1 running, 1 waiting  elapsed 0:00:03" in text
+    assert [line.split()[:2] for line in text.splitlines() if line.split()[:1] == ["bob"]] == [["bob", "ox"]]
+    assert "waiting" in next(line for line in text.splitlines() if line.split()[:1] == ["bob"])
+
+
+def test_the_plain_log_names_a_wait_only_when_it_was_long():
+    out, clock = io.StringIO(), Clock()
+    log = PlainLog(stream=out, clock=clock, wait_logged=5)
+    ann, bob = JobRef("ann", "ox"), JobRef("bob", "ox")
+    log.run_started(2, 1, Path("reports"))
+    for job in (ann, bob):
+        log.job_started(job)
+        log.stage_changed(job, "preparing")
+        log.stage_changed(job, "waiting")
+    clock.now += 2
+    log.stage_changed(ann, "preparing")  # a short wait: not worth a line in a CI log
+    clock.now += 10
+    log.stage_changed(bob, "preparing")
+    log.stage_changed(bob, "running")
+    assert out.getvalue().splitlines() == ["start ann/ox", "start bob/ox",
+                                           "wait  bob/ox: waited 12 s for its resources, now preparing"]
+
+
+def test_a_relay_sends_stages_and_the_latest_epoch_as_plain_values_and_the_tracker_checks_them(tmp_path):
+    relay = progress.Relay()
+    folder = tmp_path / "evidence"
+    folder.mkdir()
+    with progress.relaying(relay):
+        progress.report_stage(object(), "running", folder)  # no tracker follows it here: the relay takes it
+        progress.report_stage(object(), "not a stage")
+    with open(folder / "events.jsonl", "w") as fh:
+        fh.write(json.dumps({"kind": "fit_start", "epochs": 2}) + "\n")
+        for epoch in range(2):
+            fh.write(json.dumps({"kind": "epoch", "epoch": epoch, "logs": {"loss": 0.5, "note": "x" * 999}}) + "\n")
+    progress.report_stage(object(), "evaluating")  # outside `relaying`: nobody follows it
+    items = relay.take()
+    assert items == [("stage", "running"),
+                     ("epoch", {"epoch": 2, "epochs": 2, "fit": 1, "loss": 0.5, "accuracy": None, "val_loss": None,
+                                "val_accuracy": None})]  # epochs coalesced to the latest; no text
+    assert relay.take() == []
+    for stage in ("waiting",) * 100:
+        relay.stage(None, stage)
+    assert len(relay.take()) == progress.RELAY_MAX_ITEMS  # a caller that never reads costs a bounded list
+
+    sink, job = Recording(), Job(("ann", "ox"))
+    tracker = Tracker(sink, [job], 1, tmp_path)
+    tracker.started(job)
+    for item in [*items, ("stage", "x" * 10_000), ("stage", ["running"]), ("epoch", {"epoch": "1"}),
+                 ("epoch", {"epoch": 3, "loss": float("nan"), "fit": True}), ("epoch", "1"), "running", None,
+                 ("stage", "evaluating", "extra")]:
+        tracker.relayed(job, item)
+    assert sink.seen == [("stage", "preparing"), ("stage", "running"),
+                         ("epoch", EpochSeen(epoch=2, epochs=2, fit=1, loss=0.5)), ("epoch", EpochSeen(epoch=3))]

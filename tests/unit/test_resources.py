@@ -110,3 +110,25 @@ def test_gpus_and_cpu_quota_are_read_like_the_drivers_do():
     assert cpu_quota("max 100000", None, None) is None
     assert cpu_quota(None, "200000", "100000") == 2
     assert cpu_quota(None, "-1", "100000") is None
+
+
+def test_a_job_that_has_to_wait_says_so_once_and_one_that_fits_says_nothing():
+    pool = Pool(Capacity(cpus=2, memory_mb=1000))
+    told = []
+    held = pool.acquire(JobRequest(cpus=1, memory_mb=600), waiting=lambda: told.append("first"))
+    assert told == [] and held is not None  # it fitted at once
+    got = {}
+
+    def second():
+        got["held"] = pool.acquire(JobRequest(cpus=1, memory_mb=600), waiting=lambda: told.append("second"))
+
+    waiter = threading.Thread(target=second)
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while not told and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.6)  # a wake-up of the wait (every 0.5 s) does not say it again
+    assert told == ["second"] and "held" not in got  # memory: 600 + 600 > 1000
+    pool.release(held)
+    waiter.join(5)
+    assert told == ["second"] and got["held"].memory_mb == 600
