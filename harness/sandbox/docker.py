@@ -24,7 +24,7 @@ from pathlib import Path
 
 from harness.errors import InfrastructureError
 from harness.image import PYTHON_IN_IMAGE
-from harness.sandbox import base, leftovers
+from harness.sandbox import base, leftovers, warm
 from harness.sandbox.base import Layout, SandboxRequest, SandboxResult, cuda_visible_devices, register
 from harness.sandbox.bwrap import HIDDEN
 
@@ -33,7 +33,7 @@ INSIDE = Layout(workspace="/workspace", evidence="/evidence", probe="/opt/harnes
 PROBE = Path(__file__).resolve().parent.parent / "probe"
 LABEL, OWNER, JOB = "cnn-harness", "cnn-harness.owner", "cnn-harness.job"
 LOG_MAX = "8m"  # what the engine keeps of a job's output (json-file, one file): a job cannot fill its disk
-STAGE = 'cp -R /submission/. "$HARNESS_WORKSPACE"/ 2>/dev/null; exec "$@"'
+STAGE = warm.stage_script(warm.INSIDE)  # the image holds the font cache there (docker/Dockerfile)
 
 
 def _owner() -> str:

@@ -8,19 +8,23 @@ from pathlib import Path
 
 import pytest
 
+from conftest import docker_missing
 from harness.sandbox import Limits, SandboxRequest, get, warm
 
 pytestmark = pytest.mark.integration
+SANDBOXES = ["bwrap", pytest.param("docker", marks=pytest.mark.skipif(docker_missing() is not None,
+                                                                      reason=str(docker_missing())))]
 CHECK = ("import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stdout); "
          "import matplotlib, matplotlib.font_manager; print('cache at', matplotlib.get_cachedir())")
 
 
-def run_in_bwrap(tmp_path: Path, code: str):
-    sandbox = get("bwrap")
+def run_in(name: str, tmp_path: Path, code: str):
+    sandbox = get(name)
     if sandbox.unavailable_reason():
-        pytest.fail(sandbox.unavailable_reason())  # make install provides bubblewrap: not a reason to skip
+        pytest.fail(sandbox.unavailable_reason())  # make install provides both: not a reason to skip
     (tmp_path / "stage").mkdir()
-    request = SandboxRequest(argv=[sys.executable, "-c", code], job_dir=tmp_path, stage=tmp_path / "stage",
+    python = sandbox.layout(tmp_path).python or sys.executable
+    request = SandboxRequest(argv=[python, "-c", code], job_dir=tmp_path, stage=tmp_path / "stage",
                              timeout=120, env={"HARNESS_WORKSPACE": "/workspace", "HOME": "/home/student",
                                                "PATH": "/usr/bin:/bin"},
                              limits=Limits(), log=tmp_path / "output.log")
@@ -28,9 +32,10 @@ def run_in_bwrap(tmp_path: Path, code: str):
     return result, (tmp_path / "output.log").read_text(errors="replace")
 
 
-def test_a_job_finds_the_font_list_and_does_not_make_it_again(tmp_path):
+@pytest.mark.parametrize("name", SANDBOXES)
+def test_a_job_finds_the_font_list_and_does_not_make_it_again(name, tmp_path):
     assert warm.font_cache() is not None
-    result, output = run_in_bwrap(tmp_path, CHECK)
+    result, output = run_in(name, tmp_path, CHECK)
     assert result.exit_code == 0, output
     assert "cache at /home/student/.cache/matplotlib" in output
     assert "generated new fontManager" not in output  # what matplotlib logs when it lists the fonts itself
