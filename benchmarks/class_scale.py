@@ -1,9 +1,10 @@
 """A class run at scale, in one run: N `--quick` jobs (the mnist-cnn reference, one per student) on 1 and on 2
 workers of the local pool (target: speedup ≥ 1.7× on 2 cores), the unchanged re-run (target: < 5 % of the first
-run), and the Ray executor on a local cluster of the same size against the local pool (overhead per job).
+run), the Ray executor on a local cluster of the same size against the local pool (overhead per job), and
+`grade --quick` on one reference against `python -c "import tensorflow"` (benchmarks/quick_vs_import.py, target ≤ 1.3×).
 
 Every run is the real `grade` (in this process, so imports are paid once), real bubblewrap, real TensorFlow.
-Usage: python benchmarks/class_scale.py [--count 40] [--no-ray]
+Usage: python benchmarks/class_scale.py [--count 40] [--no-ray] [--import-runs 3]
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=40)
     parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--import-runs", type=int, default=3, help="runs of the quick-vs-import figure (0: none)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="class-scale-") as tmp:
         tmp = Path(tmp)
@@ -46,7 +48,8 @@ def main() -> None:
         n = args.count
         say = print
         say(f"{n} `grade --quick` jobs (mnist-cnn reference, one per student), bubblewrap, {os.cpu_count()} cores")
-        say("NOTE: this machine is shared with other work while it runs; the figures are noisy", flush=True)
+        say(f"load average at the start {os.getloadavg()[0]:.1f} (other work on the machine makes the figures "
+            f"noisy: compare ratios)", flush=True)
         devnull = open(os.devnull, "w")
         real_stdout, real_stderr = sys.stdout, sys.stderr
 
@@ -65,21 +68,32 @@ def main() -> None:
         again = quiet([*common, "--jobs", "2", "--out", str(tmp / "two")])
         say(f"unchanged re-run:           {again:7.2f} s  = {100 * again / two:.1f} % of the first run "
             f"(target < 5 %)", flush=True)
-        if args.no_ray:
-            return
-        import ray
-        began = time.perf_counter()
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-                 runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
-        startup = time.perf_counter() - began
-        try:
-            ray_seconds = quiet([*common, "--executor", "ray", "--out", str(tmp / "ray")])
-        finally:
-            ray.shutdown()
-        say(f"Ray, local cluster of 2 CPUs: {ray_seconds:5.1f} s  ({ray_seconds / n:.2f} s per job); "
-            f"cluster start {startup:.1f} s, not counted")
-        say(f"Ray overhead against the local pool (2 workers each): {(ray_seconds - two) / n:+.2f} s per job "
-            f"({100 * (ray_seconds - two) / two:+.1f} %)", flush=True)
+        if not args.no_ray:
+            ray_overhead(quiet, common, tmp, n, two)
+    print(f"load average at the end of the class runs {os.getloadavg()[0]:.1f}", flush=True)
+    if args.import_runs > 0:
+        import subprocess
+        print(f"grade --quick against a bare import (benchmarks/quick_vs_import.py --runs {args.import_runs}):",
+              flush=True)
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "quick_vs_import.py"), "--runs",
+                        str(args.import_runs)], check=False)
+
+
+def ray_overhead(quiet, common: list[str], tmp: Path, n: int, two: float) -> None:
+    say = print
+    import ray
+    began = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    startup = time.perf_counter() - began
+    try:
+        ray_seconds = quiet([*common, "--executor", "ray", "--out", str(tmp / "ray")])
+    finally:
+        ray.shutdown()
+    say(f"Ray, local cluster of 2 CPUs: {ray_seconds:5.1f} s  ({ray_seconds / n:.2f} s per job); "
+        f"cluster start {startup:.1f} s, not counted")
+    say(f"Ray overhead against the local pool (2 workers each): {(ray_seconds - two) / n:+.2f} s per job "
+        f"({100 * (ray_seconds - two) / two:+.1f} %)", flush=True)
 
 
 if __name__ == "__main__":
