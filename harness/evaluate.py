@@ -226,6 +226,7 @@ def _request(loaded: LoadedAssignment, sandbox: Sandbox, job_dir: Path, model: s
     layout = sandbox.layout(job_dir)
     ws = layout.workspace
     shutil.copyfile(EVALUATOR, job_dir / "stage" / "predict.py")
+    shutil.copyfile(EVALUATOR.with_name("config_shapes.py"), job_dir / "stage" / "config_shapes.py")
     python_bin = str(Path(layout.python).parent)
     return SandboxRequest(
         argv=[layout.python, f"{ws}/predict.py", "--model", model.replace("{ws}", ws), "--out", layout.evidence,

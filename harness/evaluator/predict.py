@@ -494,6 +494,31 @@ def describe_archive(path, config):
             "trainable_params": trainable if counts is not None else None, "input_shape": shape}
 
 
+def import_keras(runtime):
+    if runtime == "legacy":
+        os.environ["TF_USE_LEGACY_KERAS"] = "1"
+        import tf_keras as keras
+    else:
+        import keras
+    return keras
+
+
+def table_from_config(path):
+    """The layer table of a Keras 3 Sequential model read from its archive without Keras (config_shapes),
+    or None when Keras must load it."""
+    config = archive_config(path) if zipfile.is_zipfile(path) else None
+    if not isinstance(config, dict):
+        return None
+    try:
+        import config_shapes  # beside this file in the sandbox's workspace
+    except ImportError:
+        from harness.evaluator import config_shapes
+    try:
+        return config_shapes.table(describe_archive(path, config), config)
+    except Exception:
+        return None
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--model", required=True)
@@ -509,13 +534,11 @@ def main():
                                                          "file's folder to hold `ready`")
     args = p.parse_args()
 
-    if args.runtime == "legacy":
-        os.environ["TF_USE_LEGACY_KERAS"] = "1"
-        import tf_keras as keras
-    else:
-        import keras
-    import numpy as np
-
+    # a layer table alone (quick mode) of a Keras 3 model: first from its config, without TensorFlow
+    # (config_shapes); Keras is imported only when the config is beyond those rules
+    from_config = args.describe_only and args.runtime != "legacy"
+    if not from_config:
+        keras = import_keras(args.runtime)
     if args.wait:
         ready = os.path.join(os.path.dirname(args.model), "ready")
         deadline = time.monotonic() + args.wait
@@ -525,6 +548,17 @@ def main():
             if fh.read().strip() != "model":
                 sys.exit(0)  # nothing to read: the harness knows why
     start = time.perf_counter()
+    if from_config:
+        table = table_from_config(args.model)
+        if table is not None:
+            with open(os.path.join(args.out, "model.json"), "w") as fh:
+                json.dump(table, fh)
+            status(args.out, ok=True, n=0, load_seconds=round(time.perf_counter() - start, 3), read_with="config")
+            return
+        keras = import_keras(args.runtime)
+        start = time.perf_counter()
+    import numpy as np
+
     graph = os.path.isfile(os.path.join(os.path.dirname(args.model), GRAPH_FILE))
     try:
         model = load_model_or_graph(keras, args.model)

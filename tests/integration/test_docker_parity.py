@@ -35,5 +35,7 @@ def test_bwrap_and_docker_grade_the_samples_alike(tmp_path):
         seen[sandbox] = {key: comparable(rec) for key, rec in records.items()}
     for key, bwrap in seen["bwrap"].items():
         assert seen["docker"][key] == bwrap, key
-        assert bwrap["model"] and bwrap["tensorflow_gpus"] == []  # a layer table read by the grader, no GPU here
+        # a layer table read by the grader; these Sequential models are read from their config, without
+        # TensorFlow, so whether it sees a GPU is not measured in quick mode (a full grade measures it)
+        assert bwrap["model"] and bwrap["tensorflow_gpus"] is None
     assert my_containers() == []

@@ -1,0 +1,104 @@
+"""The evaluator's layer table from a .keras archive's config (harness/evaluator/config_shapes.py, used by
+quick mode instead of importing TensorFlow) is the table Keras gives for the same file, or None."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from harness.evaluator import config_shapes, predict
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def keras():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    return pytest.importorskip("keras")
+
+
+def references():
+    for path in sorted((ROOT / "assignments").glob("*/expected-model.json")):
+        expected = json.loads(path.read_text())
+        import tomllib
+        shape = list(tomllib.loads((path.parent / "assignment.toml").read_text())["data"]["image_shape"])
+        yield path.parent.name, (shape + [1] if len(shape) == 2 else shape), expected["layers"]
+
+
+def models(keras):
+    """Every reference, and the layers and settings the rules cover, built the ways students build them."""
+    L = keras.layers
+    built = {name: keras.Sequential([keras.Input(tuple(shape))] + [getattr(L, row["type"])(**row["config"])
+                                                                   for row in rows])
+             for name, shape, rows in references()}
+    built["input_shape-kwarg"] = keras.Sequential([L.Conv2D(8, 3, input_shape=(28, 28, 1)), L.Flatten(),
+                                                   L.Dense(10)])
+    built["strides-and-valid"] = keras.Sequential([
+        keras.Input((33, 31, 3)), L.Rescaling(1 / 255), L.RandomFlip("horizontal"), L.RandomRotation(0.1),
+        L.RandomZoom(0.1), L.Conv2D(6, (5, 3), strides=(2, 3), padding="valid", use_bias=False),
+        L.BatchNormalization(center=False), L.ReLU(), L.ZeroPadding2D(((1, 2), (0, 3))),
+        L.AveragePooling2D(3, strides=2, padding="same"), L.MaxPooling2D((2, 2), padding="valid"),
+        L.SpatialDropout2D(0.1), L.Conv2D(4, 1, padding="same"), L.GlobalAveragePooling2D(keepdims=True),
+        L.Reshape((-1,)), L.Dense(7, activation="softmax")])
+    built["dense-on-grid"] = keras.Sequential([keras.Input((5, 6, 2)), L.Dense(3), L.Reshape((10, 9)),
+                                               L.Flatten(), L.Dropout(0.5), L.Dense(2, use_bias=False)])
+    built["resize-and-global-max"] = keras.Sequential([keras.Input((40, 40, 3)), L.Resizing(20, 24),
+                                                       L.Conv2D(5, 3), L.GlobalMaxPooling2D(), L.Activation("relu"),
+                                                       L.Dense(4)])
+    frozen = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(3, 3), L.Flatten(), L.Dense(2)])
+    frozen.layers[0].trainable = False
+    built["frozen-layer"] = frozen
+    return built
+
+
+def test_the_config_table_is_the_table_keras_gives(keras, tmp_path):
+    for name, model in models(keras).items():
+        path = tmp_path / f"{name}.keras"
+        model.save(path)
+        config = predict.archive_config(path)
+        from_config = config_shapes.table(predict.describe_archive(path, config), config)
+        assert from_config is not None, name
+        loaded = keras.models.load_model(path, compile=False, safe_mode=True)
+        assert from_config == predict.describe(loaded), name
+        assert predict.table_from_config(path) == from_config
+
+
+def test_what_the_rules_do_not_cover_goes_to_keras(keras, tmp_path):
+    L = keras.layers
+    inputs = keras.Input((8, 8, 1))
+    beyond = {
+        "functional": keras.Model(inputs, L.Dense(2)(L.Flatten()(inputs))),
+        "nested-sequential": keras.Sequential([keras.Input((8, 8, 1)), keras.Sequential([L.RandomFlip()]),
+                                               L.Flatten(), L.Dense(2)]),
+        "dilated": keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(2, 3, dilation_rate=2), L.Flatten()]),
+        "normalization": keras.Sequential([keras.Input((4,)), L.Normalization(), L.Dense(2)]),
+        "conv1d": keras.Sequential([keras.Input((8, 1)), L.Conv1D(2, 3), L.Flatten(), L.Dense(2)]),
+    }
+    for name, model in beyond.items():
+        path = tmp_path / f"{name}.keras"
+        model.save(path)
+        assert predict.table_from_config(path) is None, name
+
+
+def test_a_config_that_disagrees_with_its_weights_goes_to_keras(keras, tmp_path):
+    L = keras.layers
+    path = tmp_path / "m.keras"
+    keras.Sequential([keras.Input((8, 8, 1)), L.Flatten(), L.Dense(20), L.Dense(10)]).save(path)
+    assert predict.table_from_config(path) is not None
+    with zipfile.ZipFile(path) as zf:
+        files = {name: zf.read(name) for name in zf.namelist()}
+    config = json.loads(files["config.json"])
+    config["config"]["layers"][2]["config"]["units"] = 30  # the weights still hold 20 units
+    files["config.json"] = json.dumps(config).encode()
+    tampered = tmp_path / "tampered.keras"
+    with zipfile.ZipFile(tampered, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    assert predict.table_from_config(tampered) is None
+    not_a_zip = tmp_path / "plain.keras"
+    not_a_zip.write_bytes(b"HDF5 pretending")
+    assert predict.table_from_config(not_a_zip) is None
