@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 SIGNATURE_BANDS = 64
-VERSION = 4  # bump when the signature changes: cached holdout signatures are keyed by it
+VERSION = 5  # bump when the signature changes: cached holdout signatures are keyed by it
 CHUNK = 4096
 TOLERANCE = 4e-3
 
@@ -35,7 +35,9 @@ def signatures(array: np.ndarray) -> np.ndarray:
             low = block.min(axis=1, keepdims=True)
             span = block.max(axis=1, keepdims=True) - low
             span[~(span > 0)] = 1.0  # a constant sample
-            band = np.add.reduceat(block, starts, axis=1)
+            # summed in float64: a large offset against a small range (x / 255 + 30,000) leaves the sums of
+            # float32 values too few digits for the normalised means
+            band = np.add.reduceat(block, starts, axis=1, dtype=np.float64)
             sig = np.concatenate([(band.sum(axis=1, keepdims=True) / flat_size - low) / span,
                                   block.std(axis=1, keepdims=True) / span, (band / sizes - low) / span], axis=1)
             odd = np.flatnonzero(~np.isfinite(sig).all(axis=1))
