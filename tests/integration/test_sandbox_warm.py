@@ -40,3 +40,16 @@ def test_the_first_shell_line_copies_the_cache_only_when_there_is_one():
     assert warm.stage_script(None) == 'cp -R /submission/. "$HARNESS_WORKSPACE"/ 2>/dev/null; exec "$@"'
     line = warm.stage_script("/opt/harness-cache/matplotlib")
     assert 'cp -R /opt/harness-cache/matplotlib "$HOME/.cache/"' in line and line.endswith('exec "$@"')
+
+
+def test_making_the_cache_imports_nothing_from_the_folder_grade_runs_in(tmp_path, monkeypatch):
+    """`grade .` runs in a student's folder; the cache is made on the host, outside any sandbox, so a
+    `matplotlib.py` handed in there must not be what that interpreter imports."""
+    student = tmp_path / "alice"
+    student.mkdir()
+    marker = tmp_path / "ran-on-the-host"
+    (student / "matplotlib.py").write_text(f"open({str(marker)!r}, 'w').write('student code')\n")
+    monkeypatch.chdir(student)
+    found = warm.font_cache(root=tmp_path / "cache")
+    assert not marker.exists()
+    assert found is not None and any(found.glob("fontlist-*.json"))
