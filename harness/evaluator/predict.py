@@ -590,7 +590,8 @@ def main():
             parts.append(model.predict(x[first:first + stretch], batch_size=args.batch_size))
             if len(parts[-1]) == stretch or first == 0:
                 rates.append(len(parts[-1]) / max(time.perf_counter() - began, 1e-9))
-        predictions = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        several = any(isinstance(part, (list, tuple, dict)) for part in parts)  # outputs: named below
+        predictions = parts[0] if len(parts) == 1 or several else np.concatenate(parts)
     except Exception as exc:
         report(ok=False, stage="predict", error=type(exc).__name__, message=str(exc)[:2000])
     done = time.perf_counter()

@@ -20,3 +20,32 @@ def test_an_hdf5_file_named_model_keras_is_refused_before_its_lambda_runs(tmp_pa
     with pytest.raises(LoadFailed):
         load_model_or_graph(tf_keras, str(tmp_path / "model.keras"))
     assert not marker.exists()
+
+
+def test_a_model_with_two_outputs_is_named_as_such_when_the_holdout_spans_several_stretches(tmp_path):
+    """Images/s is timed over stretches of batches, whose predictions are joined; a model with two outputs
+    returns a list per stretch, and the student must still read that the model has several outputs, not a
+    numpy message about joining arrays."""
+    import json
+    import subprocess
+    import sys
+
+    import keras
+    import numpy as np
+
+    from harness.evaluator import predict
+
+    inputs = keras.Input((4, 4, 1))
+    flat = keras.layers.Flatten()(inputs)
+    keras.Model(inputs, [keras.layers.Dense(3, activation="softmax")(flat),
+                         keras.layers.Dense(2, activation="softmax")(flat)]).save(tmp_path / "model.keras")
+    n = predict.STRETCH_BATCHES * 8 + 5  # more than one stretch of batches of 8, the last one short
+    (tmp_path / "images").mkdir()
+    np.save(tmp_path / "images" / "images.npy", np.random.default_rng(0).random((n, 4, 4, 1), dtype=np.float32))
+    (tmp_path / "ids.json").write_text(json.dumps([str(i) for i in range(n)]))
+    (tmp_path / "out").mkdir()
+    subprocess.run([sys.executable, predict.__file__, "--model", str(tmp_path / "model.keras"), "--images",
+                    str(tmp_path / "images"), "--ids", str(tmp_path / "ids.json"), "--out", str(tmp_path / "out"),
+                    "--batch-size", "8"], capture_output=True, timeout=300)
+    status = json.loads((tmp_path / "out" / "status.json").read_text())
+    assert status["ok"] is False and status.get("error") == "MultipleOutputs", status
