@@ -494,6 +494,18 @@ def describe_archive(path, config):
             "trainable_params": trainable if counts is not None else None, "input_shape": shape}
 
 
+def in_stretches(model, x, batch_size, clock=time.perf_counter):
+    """(the predictions of each stretch of STRETCH_BATCHES batches, images/s of each whole stretch; of the
+    first one too when it is the only one)."""
+    parts, rates, stretch = [], [], STRETCH_BATCHES * batch_size
+    for first in range(0, len(x), stretch):
+        began = clock()
+        parts.append(model.predict(x[first:first + stretch], batch_size=batch_size))
+        if len(parts[-1]) == stretch or first == 0:
+            rates.append(len(parts[-1]) / max(clock() - began, 1e-9))
+    return parts, rates
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--model", required=True)
@@ -584,12 +596,7 @@ def main():
         if len(x) % args.batch_size:
             model.predict(x[len(x) - len(x) % args.batch_size:], batch_size=args.batch_size)
         warm = time.perf_counter()
-        parts, rates, stretch = [], [], STRETCH_BATCHES * args.batch_size
-        for first in range(0, len(x), stretch):
-            began = time.perf_counter()
-            parts.append(model.predict(x[first:first + stretch], batch_size=args.batch_size))
-            if len(parts[-1]) == stretch or first == 0:
-                rates.append(len(parts[-1]) / max(time.perf_counter() - began, 1e-9))
+        parts, rates = in_stretches(model, x, args.batch_size)
         several = any(isinstance(part, (list, tuple, dict)) for part in parts)  # outputs: named below
         predictions = parts[0] if len(parts) == 1 or several else np.concatenate(parts)
     except Exception as exc:
