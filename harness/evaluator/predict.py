@@ -499,10 +499,11 @@ def in_stretches(model, x, batch_size, clock=time.perf_counter):
     first one too when it is the only one)."""
     parts, rates, stretch = [], [], STRETCH_BATCHES * batch_size
     for first in range(0, len(x), stretch):
+        given = x[first:first + stretch]
         began = clock()
-        parts.append(model.predict(x[first:first + stretch], batch_size=batch_size))
-        if len(parts[-1]) == stretch or first == 0:
-            rates.append(len(parts[-1]) / max(clock() - began, 1e-9))
+        parts.append(model.predict(given, batch_size=batch_size))
+        if len(given) == stretch or first == 0:  # the images given: a model may return any number of rows
+            rates.append(len(given) / max(clock() - began, 1e-9))
     return parts, rates
 
 

@@ -49,3 +49,32 @@ def test_a_model_with_two_outputs_is_named_as_such_when_the_holdout_spans_severa
                     "--batch-size", "8"], capture_output=True, timeout=300)
     status = json.loads((tmp_path / "out" / "status.json").read_text())
     assert status["ok"] is False and status.get("error") == "MultipleOutputs", status
+
+
+class _Tiling:
+    """A model (an exported graph may do this) that returns `factor` rows for every image it is given."""
+
+    def __init__(self, factor):
+        self.factor = factor
+
+    def predict(self, x, batch_size):
+        import numpy as np
+        return np.repeat(np.zeros((len(x), 2), np.float32), self.factor, axis=0)
+
+
+def test_images_per_second_counts_the_images_given_not_the_rows_a_model_returns():
+    """A graph that returns 1,000 rows per image must not show 1,000 times its speed on the leaderboard
+    (its predictions are refused, but the rate is stored with the timings)."""
+    import itertools
+
+    import numpy as np
+
+    from harness.evaluator.predict import STRETCH_BATCHES, in_stretches
+
+    ticks = itertools.count()
+    x = np.zeros((STRETCH_BATCHES * 4 * 2 + 3, 1), np.float32)  # two whole stretches of batches of 4, then 3
+    for factor in (1, 1000):
+        _, rates = in_stretches(_Tiling(factor), x, 4, clock=lambda: float(next(ticks)))
+        assert rates == [STRETCH_BATCHES * 4.0] * 2, (factor, rates)  # one clock tick per stretch
+    _, rates = in_stretches(_Tiling(1000), x[:5], 4, clock=lambda: float(next(ticks)))
+    assert rates == [5.0]
