@@ -53,3 +53,29 @@ def test_making_the_cache_imports_nothing_from_the_folder_grade_runs_in(tmp_path
     found = warm.font_cache(root=tmp_path / "cache")
     assert not marker.exists()
     assert found is not None and any(found.glob("fontlist-*.json"))
+
+
+def test_a_job_cannot_change_the_font_list_other_jobs_start_with(tmp_path):
+    """The cache is bound read-only: a job changes only its own copy in its home."""
+    cache = warm.font_cache()
+    assert cache is not None
+    before = {p.name: p.read_bytes() for p in cache.iterdir()}
+    code = (f"import glob, os, sys\n"
+            f"for path in glob.glob({warm.INSIDE!r} + '/*'):\n"
+            f"    try:\n"
+            f"        open(path, 'w').write('{{}}')\n"
+            f"        print('wrote', path)\n"
+            f"    except OSError as exc:\n"
+            f"        print('refused', exc.errno)\n"
+            f"try:\n"
+            f"    open({warm.INSIDE!r} + '/fontlist-extra.json', 'w')\n"
+            f"    print('wrote a new file')\n"
+            f"except OSError as exc:\n"
+            f"    print('refused', exc.errno)\n"
+            f"mine = glob.glob(os.path.expanduser('~/.cache/matplotlib/fontlist-*.json'))\n"
+            f"open(mine[0], 'w').write('{{}}')\n"
+            f"print('own copy changed')\n")
+    result, output = run_in_bwrap(tmp_path, code)
+    assert result.exit_code == 0, output
+    assert "wrote" not in output and "refused" in output and "own copy changed" in output, output
+    assert {p.name: p.read_bytes() for p in cache.iterdir()} == before
