@@ -234,7 +234,9 @@ def curves_png(history: dict[str, list[float | None]]) -> str | None:
             ax.set_xticks(range(1, len(history.get(train) or history.get(val) or []) + 1))
     fig.tight_layout()
     out = io.BytesIO()
-    fig.savefig(out, format="png")
+    # the figure's own resolution, not savefig.dpi: matplotlib reads ./matplotlibrc, and `grade .` runs in a
+    # student's folder
+    fig.savefig(out, format="png", dpi=fig.dpi)
     return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
 
 

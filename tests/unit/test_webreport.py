@@ -390,3 +390,18 @@ def test_unchanged_records_are_not_rendered_again(tmp_path, assignments):
     assert "The model differs from the reference" not in (run / "html" / "instructor" / "bob" / "mnist-cnn.html").read_text()
     forced = webreport.write_run(run, assignments, data_root=data, force=True)
     assert sorted(p for p in forced if p.name != "index.html") == pages
+
+
+def test_the_curves_keep_their_size_whatever_matplotlibrc_the_folder_holds():
+    """matplotlib reads `./matplotlibrc` when it is imported, and `grade .` runs in a student's folder: a
+    `savefig.dpi: 20000` there made every curve a picture of gigabytes (a PNG of 1.6 MB and 10 s at 2,000)."""
+    import base64
+
+    import matplotlib
+
+    history = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.6], "accuracy": [0.5, 0.7], "val_accuracy": [0.4, 0.6]}
+    plain = webreport.curves_png(history)
+    with matplotlib.rc_context({"savefig.dpi": 400}):  # what such a file sets
+        hostile = webreport.curves_png(history)
+    size = lambda uri: len(base64.b64decode(uri.split(",", 1)[1]))  # noqa: E731
+    assert size(hostile) < 1.5 * size(plain), (size(plain), size(hostile))
