@@ -109,7 +109,7 @@ def _grade(argv: list[str]) -> int:
     from harness.discover import discover
     from harness.grade import GradeOptions, grade_all, record_path
 
-    assignments = spec.load_all(args.assignments or default_assignments())
+    assignments = spec.load_all(args.assignments or default_assignments(args.paths))
     jobs = discover(args.paths, assignments, args.assignment)
     if not jobs:
         raise UsageError(f"nothing to grade in {', '.join(map(str, args.paths))}")

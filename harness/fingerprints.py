@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 SIGNATURE_BANDS = 64
-VERSION = 4  # bump when the signature changes: cached holdout signatures are keyed by it
+VERSION = 5  # bump when the signature changes: cached holdout signatures are keyed by it
 CHUNK = 4096
+FAR = 256  # rows whose offset is more than this many times their range are normalised value by value
 TOLERANCE = 4e-3
 
 
@@ -38,7 +39,9 @@ def signatures(array: np.ndarray) -> np.ndarray:
             band = np.add.reduceat(block, starts, axis=1)
             sig = np.concatenate([(band.sum(axis=1, keepdims=True) / flat_size - low) / span,
                                   block.std(axis=1, keepdims=True) / span, (band / sizes - low) / span], axis=1)
-            odd = np.flatnonzero(~np.isfinite(sig).all(axis=1))
+            # a large offset against a small range (x / 255 + 30,000) leaves the float32 sums too few digits
+            # for the normalised means: those rows, like non-finite ones, take the element-wise way
+            odd = np.flatnonzero(~np.isfinite(sig).all(axis=1) | (np.abs(low[:, 0]) > FAR * span[:, 0]))
             if len(odd):
                 sig[odd] = _elementwise(block[odd], starts, sizes)
         out[start:start + len(block), :2 + bands] = sig
@@ -46,7 +49,8 @@ def signatures(array: np.ndarray) -> np.ndarray:
 
 
 def _elementwise(block, starts, sizes):
-    """Signatures of samples with non-finite values: NaN counts as the minimum, +-inf as the ends."""
+    """Signatures of samples with non-finite values (NaN counts as the minimum, +-inf as the ends) or an
+    offset far larger than their range."""
     with np.errstate(over="ignore", invalid="ignore"):
         low = block.min(axis=1, keepdims=True)
         span = block.max(axis=1, keepdims=True) - low

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -203,10 +203,19 @@ def load_assignment(folder: Path) -> LoadedAssignment:
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def default_assignments() -> Path:
-    """./assignments when there is one, else the assignments shipped with the harness."""
+def default_assignments(graded: Iterable[Path] = ()) -> Path:
+    """./assignments when there is one outside the folders being `graded` (a file stands for its folder),
+    else the assignments shipped with the harness. `grade .` runs in a student's folder: an `assignments/`
+    handed in there (points and thresholds of the student's own) never grades them."""
     local = Path.cwd() / "assignments"
-    return local if local.is_dir() else PROJECT_ROOT / "assignments"
+    if not local.is_dir():
+        return PROJECT_ROOT / "assignments"
+    real = local.resolve()
+    for path in graded:
+        folder = path.resolve() if path.resolve().is_dir() else path.resolve().parent
+        if real.is_relative_to(folder):
+            return PROJECT_ROOT / "assignments"
+    return local
 
 
 def load_all(root: Path) -> dict[str, LoadedAssignment]:

@@ -28,6 +28,7 @@ import math
 import os
 import re
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -208,6 +209,19 @@ def excerpt(source: str, line: int | None, title: str, anchor: str) -> Excerpt:
                    lines=[(n, lines[n - 1][:400], n == line) for n in range(first, last + 1)])
 
 
+_MATPLOTLIB = {"lock": threading.Lock(), "plain": False}
+
+
+def _plain_matplotlib() -> None:
+    """matplotlib's own defaults, once per process: it read `./matplotlibrc` when it was imported, and
+    `grade .` runs in a student's folder (`text.usetex` there ran LaTeX on the host with the student's preamble)."""
+    with _MATPLOTLIB["lock"]:
+        if not _MATPLOTLIB["plain"]:
+            import matplotlib
+            matplotlib.rcdefaults()
+            _MATPLOTLIB["plain"] = True
+
+
 def curves_png(history: dict[str, list[float | None]]) -> str | None:
     """Loss and accuracy, training and validation, as the seeds plot `history` (a PNG data: URI)."""
     panels = [("Loss", "loss", "val_loss"),
@@ -217,6 +231,7 @@ def curves_png(history: dict[str, list[float | None]]) -> str | None:
     if not panels:
         return None
     from matplotlib.figure import Figure  # no pyplot: nothing global changes
+    _plain_matplotlib()
 
     fig = Figure(figsize=(4.2 * len(panels), 3.0), dpi=100)
     for k, (title, train, val) in enumerate(panels, 1):
@@ -234,7 +249,9 @@ def curves_png(history: dict[str, list[float | None]]) -> str | None:
             ax.set_xticks(range(1, len(history.get(train) or history.get(val) or []) + 1))
     fig.tight_layout()
     out = io.BytesIO()
-    fig.savefig(out, format="png")
+    # the figure's own resolution, not savefig.dpi: matplotlib reads ./matplotlibrc, and `grade .` runs in a
+    # student's folder
+    fig.savefig(out, format="png", dpi=fig.dpi)
     return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
 
 

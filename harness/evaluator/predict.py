@@ -519,6 +519,19 @@ def table_from_config(path):
         return None
 
 
+def in_stretches(model, x, batch_size, clock=time.perf_counter):
+    """(the predictions of each stretch of STRETCH_BATCHES batches, images/s of each whole stretch; of the
+    first one too when it is the only one)."""
+    parts, rates, stretch = [], [], STRETCH_BATCHES * batch_size
+    for first in range(0, len(x), stretch):
+        given = x[first:first + stretch]
+        began = clock()
+        parts.append(model.predict(given, batch_size=batch_size))
+        if len(given) == stretch or first == 0:  # the images given: a model may return any number of rows
+            rates.append(len(given) / max(clock() - began, 1e-9))
+    return parts, rates
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--model", required=True)
@@ -618,13 +631,9 @@ def main():
         if len(x) % args.batch_size:
             model.predict(x[len(x) - len(x) % args.batch_size:], batch_size=args.batch_size)
         warm = time.perf_counter()
-        parts, rates, stretch = [], [], STRETCH_BATCHES * args.batch_size
-        for first in range(0, len(x), stretch):
-            began = time.perf_counter()
-            parts.append(model.predict(x[first:first + stretch], batch_size=args.batch_size))
-            if len(parts[-1]) == stretch or first == 0:
-                rates.append(len(parts[-1]) / max(time.perf_counter() - began, 1e-9))
-        predictions = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        parts, rates = in_stretches(model, x, args.batch_size)
+        several = any(isinstance(part, (list, tuple, dict)) for part in parts)  # outputs: named below
+        predictions = parts[0] if len(parts) == 1 or several else np.concatenate(parts)
     except Exception as exc:
         report(ok=False, stage="predict", error=type(exc).__name__, message=str(exc)[:2000])
     done = time.perf_counter()

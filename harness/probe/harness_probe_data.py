@@ -22,6 +22,7 @@ import harness_probe as core
 
 SIGNATURE_BANDS = 64
 CHUNK = 4096
+FAR = 256  # rows whose offset is more than this many times their range are normalised value by value
 MAX_FILES = 200_000
 
 _local = threading.local()
@@ -62,7 +63,9 @@ def signatures(array):
             band = np.add.reduceat(block, starts, axis=1)
             sig = np.concatenate([(band.sum(axis=1, keepdims=True) / flat_size - low) / span,
                                   block.std(axis=1, keepdims=True) / span, (band / sizes - low) / span], axis=1)
-            odd = np.flatnonzero(~np.isfinite(sig).all(axis=1))
+            # a large offset against a small range (x / 255 + 30,000) leaves the float32 sums too few digits
+            # for the normalised means: those rows, like non-finite ones, take the element-wise way
+            odd = np.flatnonzero(~np.isfinite(sig).all(axis=1) | (np.abs(low[:, 0]) > FAR * span[:, 0]))
             if len(odd):
                 sig[odd] = _elementwise(block[odd], starts, sizes)
         out[start:start + len(block), :2 + bands] = sig
@@ -70,7 +73,8 @@ def signatures(array):
 
 
 def _elementwise(block, starts, sizes):
-    """Signatures of samples with non-finite values: NaN counts as the minimum, +-inf as the ends."""
+    """Signatures of samples with non-finite values (NaN counts as the minimum, +-inf as the ends) or an
+    offset far larger than their range."""
     import numpy as np
     with np.errstate(over="ignore", invalid="ignore"):
         low = block.min(axis=1, keepdims=True)

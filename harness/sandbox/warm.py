@@ -51,8 +51,10 @@ def font_cache(root: Path | None = None) -> Path | None:
         try:
             folder.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=".matplotlib-", dir=folder.parent))
-            done = subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], timeout=300,
-                                  env={**os.environ, "MPLCONFIGDIR": str(tmp)}, capture_output=True)
+            # on the host, outside any sandbox, maybe in a student's folder (`grade .`): isolated mode (the
+            # current folder is not on sys.path) and run from the new folder (no matplotlibrc is read there)
+            done = subprocess.run([sys.executable, "-I", "-c", "import matplotlib.font_manager"], timeout=300,
+                                  env={**os.environ, "MPLCONFIGDIR": str(tmp)}, capture_output=True, cwd=tmp)
             if done.returncode != 0 or not any(tmp.glob("fontlist-*.json")):
                 shutil.rmtree(tmp, ignore_errors=True)
                 return None

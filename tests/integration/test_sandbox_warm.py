@@ -45,3 +45,42 @@ def test_the_first_shell_line_copies_the_cache_only_when_there_is_one():
     assert warm.stage_script(None) == 'cp -R /submission/. "$HARNESS_WORKSPACE"/ 2>/dev/null; exec "$@"'
     line = warm.stage_script("/opt/harness-cache/matplotlib")
     assert 'cp -R /opt/harness-cache/matplotlib "$HOME/.cache/"' in line and line.endswith('exec "$@"')
+
+
+def test_making_the_cache_imports_nothing_from_the_folder_grade_runs_in(tmp_path, monkeypatch):
+    """`grade .` runs in a student's folder; the cache is made on the host, outside any sandbox, so a
+    `matplotlib.py` handed in there must not be what that interpreter imports."""
+    student = tmp_path / "alice"
+    student.mkdir()
+    marker = tmp_path / "ran-on-the-host"
+    (student / "matplotlib.py").write_text(f"open({str(marker)!r}, 'w').write('student code')\n")
+    monkeypatch.chdir(student)
+    found = warm.font_cache(root=tmp_path / "cache")
+    assert not marker.exists()
+    assert found is not None and any(found.glob("fontlist-*.json"))
+
+
+def test_a_job_cannot_change_the_font_list_other_jobs_start_with(tmp_path):
+    """The cache is bound read-only: a job changes only its own copy in its home."""
+    cache = warm.font_cache()
+    assert cache is not None
+    before = {p.name: p.read_bytes() for p in cache.iterdir()}
+    code = (f"import glob, os, sys\n"
+            f"for path in glob.glob({warm.INSIDE!r} + '/*'):\n"
+            f"    try:\n"
+            f"        open(path, 'w').write('{{}}')\n"
+            f"        print('wrote', path)\n"
+            f"    except OSError as exc:\n"
+            f"        print('refused', exc.errno)\n"
+            f"try:\n"
+            f"    open({warm.INSIDE!r} + '/fontlist-extra.json', 'w')\n"
+            f"    print('wrote a new file')\n"
+            f"except OSError as exc:\n"
+            f"    print('refused', exc.errno)\n"
+            f"mine = glob.glob(os.path.expanduser('~/.cache/matplotlib/fontlist-*.json'))\n"
+            f"open(mine[0], 'w').write('{{}}')\n"
+            f"print('own copy changed')\n")
+    result, output = run_in_bwrap(tmp_path, code)
+    assert result.exit_code == 0, output
+    assert "wrote" not in output and "refused" in output and "own copy changed" in output, output
+    assert {p.name: p.read_bytes() for p in cache.iterdir()} == before

@@ -79,3 +79,14 @@ def test_the_fast_way_agrees_with_normalising_every_value(root):
     assert np.all(np.isfinite(got))
     assert np.all(np.abs(got - expected) < 2e-3 * np.maximum(1, np.abs(expected)))  # float16 steps: 4.9e-4 near 1
     assert np.array_equal(probe_data_module(root).signatures(x), fingerprints.signatures(x))
+
+
+def test_a_large_offset_does_not_hide_the_test_images(root):
+    """x / 255 + 30,000 in float32 still tells every grey level apart (a first layer subtracting the offset
+    trains as well as on x / 255): the signatures must still find the images, as normalising each value does."""
+    raw = np.random.default_rng(5).integers(0, 256, size=(100, 32, 32, 3), dtype=np.uint8)
+    for offset in (3e4, 1e5):
+        shifted = (raw / 255.0 + offset).astype(np.float32)
+        rows, _ = fingerprints.match(fingerprints.signatures(shifted), fingerprints.signatures(raw))
+        assert len(rows) == 100, offset
+        assert np.array_equal(probe_data_module(root).signatures(shifted), fingerprints.signatures(shifted))

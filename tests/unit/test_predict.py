@@ -20,3 +20,61 @@ def test_an_hdf5_file_named_model_keras_is_refused_before_its_lambda_runs(tmp_pa
     with pytest.raises(LoadFailed):
         load_model_or_graph(tf_keras, str(tmp_path / "model.keras"))
     assert not marker.exists()
+
+
+def test_a_model_with_two_outputs_is_named_as_such_when_the_holdout_spans_several_stretches(tmp_path):
+    """Images/s is timed over stretches of batches, whose predictions are joined; a model with two outputs
+    returns a list per stretch, and the student must still read that the model has several outputs, not a
+    numpy message about joining arrays."""
+    import json
+    import subprocess
+    import sys
+
+    import keras
+    import numpy as np
+
+    from harness.evaluator import predict
+
+    inputs = keras.Input((4, 4, 1))
+    flat = keras.layers.Flatten()(inputs)
+    keras.Model(inputs, [keras.layers.Dense(3, activation="softmax")(flat),
+                         keras.layers.Dense(2, activation="softmax")(flat)]).save(tmp_path / "model.keras")
+    n = predict.STRETCH_BATCHES * 8 + 5  # more than one stretch of batches of 8, the last one short
+    (tmp_path / "images").mkdir()
+    np.save(tmp_path / "images" / "images.npy", np.random.default_rng(0).random((n, 4, 4, 1), dtype=np.float32))
+    (tmp_path / "ids.json").write_text(json.dumps([str(i) for i in range(n)]))
+    (tmp_path / "out").mkdir()
+    subprocess.run([sys.executable, predict.__file__, "--model", str(tmp_path / "model.keras"), "--images",
+                    str(tmp_path / "images"), "--ids", str(tmp_path / "ids.json"), "--out", str(tmp_path / "out"),
+                    "--batch-size", "8"], capture_output=True, timeout=300)
+    status = json.loads((tmp_path / "out" / "status.json").read_text())
+    assert status["ok"] is False and status.get("error") == "MultipleOutputs", status
+
+
+class _Tiling:
+    """A model (an exported graph may do this) that returns `factor` rows for every image it is given."""
+
+    def __init__(self, factor):
+        self.factor = factor
+
+    def predict(self, x, batch_size):
+        import numpy as np
+        return np.repeat(np.zeros((len(x), 2), np.float32), self.factor, axis=0)
+
+
+def test_images_per_second_counts_the_images_given_not_the_rows_a_model_returns():
+    """A graph that returns 1,000 rows per image must not show 1,000 times its speed on the leaderboard
+    (its predictions are refused, but the rate is stored with the timings)."""
+    import itertools
+
+    import numpy as np
+
+    from harness.evaluator.predict import STRETCH_BATCHES, in_stretches
+
+    ticks = itertools.count()
+    x = np.zeros((STRETCH_BATCHES * 4 * 2 + 3, 1), np.float32)  # two whole stretches of batches of 4, then 3
+    for factor in (1, 1000):
+        _, rates = in_stretches(_Tiling(factor), x, 4, clock=lambda: float(next(ticks)))
+        assert rates == [STRETCH_BATCHES * 4.0] * 2, (factor, rates)  # one clock tick per stretch
+    _, rates = in_stretches(_Tiling(1000), x[:5], 4, clock=lambda: float(next(ticks)))
+    assert rates == [5.0]

@@ -93,3 +93,18 @@ def test_expected_models_are_derived_from_the_current_references(root, assignmen
     for assignment in assignments.values():
         assert assignment.expected.reference_sha256 == sha256(root / assignment.spec.reference), (
             f"{assignment.id}: the reference changed since calibration; run `harness calibrate {assignment.id}`")
+
+
+def test_an_assignments_folder_handed_in_with_a_submission_is_not_the_grading_spec(tmp_path, monkeypatch):
+    """`grade .` inside a student's folder is documented: an `assignments/` folder the student handed in there
+    (points, thresholds, expected model of their own) must not be what grades them."""
+    from harness.spec import PROJECT_ROOT, default_assignments
+    course = tmp_path / "course"
+    alice = course / "submissions" / "alice"
+    (alice / "assignments" / "fashion-mnist-cnn").mkdir(parents=True)
+    (course / "assignments").mkdir()
+    monkeypatch.chdir(alice)
+    assert default_assignments([Path(".")]) == PROJECT_ROOT / "assignments"
+    assert default_assignments([alice / "fashion-mnist-cnn.py"]) == PROJECT_ROOT / "assignments"
+    monkeypatch.chdir(course)  # the instructor's own course folder: its assignments are used
+    assert default_assignments([Path("submissions")]) == course / "assignments"

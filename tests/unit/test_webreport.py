@@ -390,3 +390,34 @@ def test_unchanged_records_are_not_rendered_again(tmp_path, assignments):
     assert "The model differs from the reference" not in (run / "html" / "instructor" / "bob" / "mnist-cnn.html").read_text()
     forced = webreport.write_run(run, assignments, data_root=data, force=True)
     assert sorted(p for p in forced if p.name != "index.html") == pages
+
+
+def test_the_curves_keep_their_size_whatever_matplotlibrc_the_folder_holds():
+    """matplotlib reads `./matplotlibrc` when it is imported, and `grade .` runs in a student's folder: a
+    `savefig.dpi: 20000` there made every curve a picture of gigabytes (a PNG of 1.6 MB and 10 s at 2,000)."""
+    import base64
+
+    import matplotlib
+
+    history = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.6], "accuracy": [0.5, 0.7], "val_accuracy": [0.4, 0.6]}
+    plain = webreport.curves_png(history)
+    with matplotlib.rc_context({"savefig.dpi": 400}):  # what such a file sets
+        hostile = webreport.curves_png(history)
+    size = lambda uri: len(base64.b64decode(uri.split(",", 1)[1]))  # noqa: E731
+    assert size(hostile) < 1.5 * size(plain), (size(plain), size(hostile))
+
+
+def test_the_curves_ignore_a_matplotlibrc_in_the_folder_grade_runs_in(tmp_path, root):
+    """`text.usetex: True` in a student's `./matplotlibrc` made the harness run LaTeX on the host (with a preamble
+    the student wrote, able to read the host's files into the picture), or fail where there is none."""
+    import subprocess
+    import sys
+    (tmp_path / "matplotlibrc").write_text("text.usetex: True\nsavefig.dpi: 400\nfigure.dpi: 400\n")
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from harness import webreport; "
+            "uri = webreport.curves_png({'loss': [1.0, 0.5], 'val_loss': [1.1, 0.6]}); "
+            "import matplotlib; print(len(uri), matplotlib.rcParams['text.usetex'])")
+    done = subprocess.run([sys.executable, "-c", code, str(root)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    length, usetex = done.stdout.split()
+    assert usetex == "False" and int(length) < 60_000, done.stdout
