@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 SIGNATURE_BANDS = 64
-VERSION = 5  # bump when the signature changes: cached holdout signatures are keyed by it
+VERSION = 6  # bump when the signature changes: cached holdout signatures are keyed by it
 CHUNK = 4096
 FAR = 256  # rows whose offset is more than this many times their range are normalised value by value
 TOLERANCE = 4e-3
@@ -49,11 +49,16 @@ def signatures(array: np.ndarray) -> np.ndarray:
 
 
 def _elementwise(block, starts, sizes):
-    """Signatures of samples with non-finite values (NaN counts as the minimum, +-inf as the ends) or an
-    offset far larger than their range."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        low = block.min(axis=1, keepdims=True)
-        span = block.max(axis=1, keepdims=True) - low
+    """Signatures of samples with non-finite values or an offset far larger than their range: the range is
+    that of the finite values (a NaN or an infinite pixel does not hide the image), NaN then counts as the
+    minimum, +-inf as the ends."""
+    import warnings
+    finite = np.where(np.isfinite(block), block, np.nan)
+    with np.errstate(over="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a row of no finite value: low and span stay NaN
+        low = np.nanmin(finite, axis=1, keepdims=True)
+        span = np.nanmax(finite, axis=1, keepdims=True) - low
+        low[~np.isfinite(low)] = 0.0
         span[~(span > 0) | ~np.isfinite(span)] = 1.0
         norm = np.nan_to_num((block - low) / span, nan=0.0, posinf=1.0, neginf=0.0)
     return np.concatenate([norm.mean(axis=1, keepdims=True), norm.std(axis=1, keepdims=True),

@@ -90,3 +90,17 @@ def test_a_large_offset_does_not_hide_the_test_images(root):
         rows, _ = fingerprints.match(fingerprints.signatures(shifted), fingerprints.signatures(raw))
         assert len(rows) == 100, offset
         assert np.array_equal(probe_data_module(root).signatures(shifted), fingerprints.signatures(shifted))
+
+
+def test_one_non_finite_pixel_does_not_hide_an_image():
+    """A NaN or an infinite pixel in each image (the model can ignore one pixel) counts as the image's darkest
+    (NaN, -inf) or brightest (+inf) value; the rest of the image is normalised by its finite range, so the
+    image matches itself with that pixel at its end (before, the whole row became zeros)."""
+    raw = (images(60) / 255.0).astype(np.float32)
+    flat = raw.reshape(len(raw), -1)
+    for bad, end in ((np.nan, flat.min(axis=1)), (-np.inf, flat.min(axis=1)), (np.inf, flat.max(axis=1))):
+        poisoned, same = raw.copy(), raw.copy()
+        poisoned[:, 0, 0] = bad
+        same[:, 0, 0] = end
+        rows, refs = fingerprints.match(fingerprints.signatures(poisoned), fingerprints.signatures(same))
+        assert len(rows) == 60 and list(rows) == list(refs), bad
