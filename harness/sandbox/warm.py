@@ -21,6 +21,7 @@ from pathlib import Path
 
 INSIDE = "/opt/harness-cache/matplotlib"  # where a backend mounts the cache (docker: made in the image there)
 _lock = threading.Lock()
+_failed: set[Path] = set()  # caches this process could not make: not tried again for every job
 
 
 def stage_script(cache: str | None) -> str:
@@ -48,12 +49,16 @@ def font_cache(root: Path | None = None) -> Path | None:
     with _lock:
         if any(folder.glob("fontlist-*.json")):
             return folder
+        if folder in _failed:
+            return None
+        _failed.add(folder)  # until it is made below
+        tmp = None
         try:
             folder.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=".matplotlib-", dir=folder.parent))
             # on the host, outside any sandbox, maybe in a student's folder (`grade .`): isolated mode (the
             # current folder is not on sys.path) and run from the new folder (no matplotlibrc is read there)
-            done = subprocess.run([sys.executable, "-I", "-c", "import matplotlib.font_manager"], timeout=300,
+            done = subprocess.run([sys.executable, "-I", "-c", "import matplotlib.font_manager"], timeout=120,
                                   env={**os.environ, "MPLCONFIGDIR": str(tmp)}, capture_output=True, cwd=tmp)
             if done.returncode != 0 or not any(tmp.glob("fontlist-*.json")):
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -67,5 +72,8 @@ def font_cache(root: Path | None = None) -> Path | None:
             except OSError:  # another harness made it meanwhile
                 shutil.rmtree(tmp, ignore_errors=True)
         except (OSError, subprocess.SubprocessError):
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
             return None
+        _failed.discard(folder)
     return folder if any(folder.glob("fontlist-*.json")) else None

@@ -80,7 +80,7 @@ def test_a_job_cannot_change_the_font_list_other_jobs_start_with(tmp_path):
             f"mine = glob.glob(os.path.expanduser('~/.cache/matplotlib/fontlist-*.json'))\n"
             f"open(mine[0], 'w').write('{{}}')\n"
             f"print('own copy changed')\n")
-    result, output = run_in_bwrap(tmp_path, code)
+    result, output = run_in("bwrap", tmp_path, code)
     assert result.exit_code == 0, output
     assert "wrote" not in output and "refused" in output and "own copy changed" in output, output
     assert {p.name: p.read_bytes() for p in cache.iterdir()} == before
