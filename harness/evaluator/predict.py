@@ -509,11 +509,12 @@ def table_from_config(path):
     config = archive_config(path) if zipfile.is_zipfile(path) else None
     if not isinstance(config, dict):
         return None
+    import importlib.util  # config_shapes.py lies beside this file (in the sandbox's workspace too)
+    spec = importlib.util.spec_from_file_location(
+        "config_shapes", os.path.join(os.path.dirname(os.path.abspath(__file__)), "config_shapes.py"))
+    config_shapes = importlib.util.module_from_spec(spec)
     try:
-        import config_shapes  # beside this file in the sandbox's workspace
-    except ImportError:
-        from harness.evaluator import config_shapes
-    try:
+        spec.loader.exec_module(config_shapes)
         return config_shapes.table(describe_archive(path, config), config)
     except Exception:
         return None
