@@ -49,6 +49,9 @@ def test_bwrap_and_docker_grade_the_samples_alike(tmp_path):
                                   tmp_path / sandbox)
         assert len(records) == len(SAMPLES)
         assert {r["run"]["sandbox"] for r in records.values()} == {sandbox}
+        for student, assignment in records:  # a job given no GPU hears nothing about GPUs from TensorFlow
+            tail = (tmp_path / sandbox / student / f"{assignment}.evidence" / "output-tail.log").read_text()
+            assert "cuInit" not in tail, tail[-2000:]
         seen[sandbox] = {key: comparable(rec) for key, rec in records.items()}
     for key, bwrap in seen["bwrap"].items():
         assert seen["docker"][key] == bwrap, key
