@@ -1,15 +1,23 @@
-"""Per-job overhead of the docker sandbox against bubblewrap.
+"""The docker sandbox against bubblewrap, and what its grading image costs to build (issue 8), in one run.
 
-Prints, in one run: the median wall time of `grade --quick` on the same submission in each sandbox
-(runs alternate, so both see the same machine), their difference (the per-job overhead of docker in a
-real grade: a quick job starts two sandboxes, the run and the model reader, which overlap), and the
-median time of an empty job (`true`) in each sandbox, which is the sandbox's own start-and-stop cost.
-Usage: python benchmarks/docker_vs_bwrap.py [--runs N] [--submission PATH]
+Prints:
+1. the grading image's build times: cold (`--no-cache`: every layer again; the base image and the wheelhouse
+   are made once and kept), cached (nothing changed: the tag is found and reused) and after a one-line code
+   change (only the project layer is rebuilt; made in a copy of the checkout, whose image is removed after);
+2. the median time of an empty job (`true`) in each sandbox: the sandbox's own start-and-stop cost;
+3. the median wall time of `grade --quick` on the same submission in each sandbox (runs alternate, so both
+   see the same machine) and their difference: the per-job overhead of docker in a real grade (a quick job
+   starts two sandboxes, the run and the model reader, which overlap).
+Targets: the cold build a few minutes at most (CI builds it inside a 30-minute test budget), a cached build
+about a second, a code change seconds; docker's per-job overhead small against a quick grade.
+Usage: python benchmarks/docker_vs_bwrap.py [--skip-cold] [--runs N] [--empty-runs N] [--submission PATH]
+(`--skip-cold` leaves out the cold build, which takes minutes).
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import subprocess
 import sys
@@ -19,6 +27,49 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+
+def build_timed(label: str, action) -> tuple[float, str]:
+    start = time.perf_counter()
+    tag = action()
+    seconds = time.perf_counter() - start
+    print(f"  {label:<38s} {seconds:7.1f} s   {tag}", flush=True)
+    return seconds, tag
+
+
+def image_builds(skip_cold: bool) -> None:
+    """The grading image's build times (cold unless `skip_cold`, cached, after a code change), and its size."""
+    from harness import image
+
+    quiet = lambda text: None  # noqa: E731
+    client = image.connect()
+    print("grading image build:", flush=True)
+    start = time.perf_counter()
+    image.build_base(client, log=quiet)
+    print(f"  {'base image (present or made)':<38s} {time.perf_counter() - start:7.1f} s   {image.BASE_IMAGE}")
+    if skip_cold:
+        cold, tag = None, image.build(client, log=quiet)
+    else:
+        cold, tag = build_timed("cold build (--no-cache) + check",
+                                lambda: image.build(client, no_cache=True, log=quiet))
+    cached, _ = build_timed("cached build (nothing changed)", lambda: image.build(client, log=quiet))
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "checkout"
+        shutil.copytree(image.ROOT / "harness", copy / "harness", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(image.ROOT / "docker", copy / "docker")
+        shutil.copyfile(image.ROOT / "pyproject.toml", copy / "pyproject.toml")
+        with (copy / "harness" / "probe" / "run_module.py").open("a") as f:
+            f.write(f"# benchmark change {time.time()}\n")
+        changed, changed_tag = build_timed("code change (project layer) + check",
+                                           lambda: image.build(client, log=quiet, root=copy))
+        client.images.remove(changed_tag, noprune=False)
+    attrs = client.images.get(tag).attrs
+    base = client.images.get(image.BASE_IMAGE).attrs
+    print(f"  grading image size {attrs['Size'] / 1e9:.2f} GB (base {base['Size'] / 1e6:.0f} MB)")
+    if cold:
+        print(f"  cached / cold = {cached / cold:.4f}; code change / cold = {changed / cold:.3f}")
+    else:
+        print("  (cold build left out: --skip-cold)")
 
 
 def timed(argv: list[str]) -> float:
@@ -54,10 +105,12 @@ def line(label: str, times: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--skip-cold", action="store_true", help="leave out the cold image build (minutes)")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--empty-runs", type=int, default=10)
     parser.add_argument("--submission", default="submissions/alice/mnist-cnn.py")
     args = parser.parse_args()
+    image_builds(args.skip_cold)  # first: the docker runs below need this checkout's image
     names = ("bwrap", "docker")
     empty: dict[str, list[float]] = {n: [] for n in names}
     empty_job("docker")  # the first container after the engine started pays for the page cache

@@ -54,6 +54,16 @@ def _jobs(text: str) -> int | None:
     return value
 
 
+def _gpus(option: str):
+    def parse(text: str):
+        from harness.resources import parse_gpus
+        try:
+            return parse_gpus(text, option)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--assignments", type=Path, default=None, help="folder of assignments (default ./assignments)")
     parser.add_argument("--sandbox", default="bwrap", help="bwrap (default), docker (a container of the grading image) or process (isolates nothing)")
@@ -90,8 +100,13 @@ def _grade(argv: list[str]) -> int:
     parser.add_argument("--executor", default="local", help="where jobs run: local (default) or ray")
     parser.add_argument("--address", default=None, help="the Ray cluster's address (--executor ray; default "
                         "$RAY_ADDRESS, a cluster started on this machine, or a new local one)")
-    parser.add_argument("--gpus", type=int, default=None, metavar="N",
-                        help="GPUs this machine has, for the local pool (default: CUDA_VISIBLE_DEVICES or nvidia-smi)")
+    parser.add_argument("--gpus", type=_gpus("--gpus"), default=None, metavar="all|N|IDS",
+                        help="GPUs per job, over the assignment's [resources] gpus: N (any N free GPUs; 0: none), "
+                             "all (every GPU of the machine: such jobs run one at a time), or device ids "
+                             "(0,2 or device=1: those GPUs; jobs naming the same GPU run one at a time)")
+    parser.add_argument("--machine-gpus", type=_gpus("--machine-gpus"), default=None, metavar="N|IDS",
+                        help="the GPUs this machine has, for the local pool: N (ids 0..N-1) or ids (0,2); "
+                             "default: CUDA_VISIBLE_DEVICES, else nvidia-smi -L (for tests and CI)")
     parser.add_argument("--data-root", type=Path, default=None, help="prepared datasets (default $HARNESS_DATA_ROOT)")
     parser.add_argument("--force", action="store_true", help="grade again even if an up-to-date record exists")
     parser.add_argument("--memory", type=int, default=None, metavar="MB", help="memory limit per job (default: from the assignment)")
@@ -119,8 +134,16 @@ def _grade(argv: list[str]) -> int:
     from harness import executors
     if args.executor not in executors.names():
         raise UsageError(f"unknown executor {args.executor!r}; choose one of: {', '.join(executors.names())}")
-    if args.gpus is not None and args.gpus < 0:
-        raise UsageError("--gpus must be 0 or more")
+    machine_gpus = None
+    if args.machine_gpus is not None:
+        if args.executor != "local":
+            raise UsageError("--machine-gpus describes this machine, for the local executor; a Ray cluster's GPUs "
+                             "are read from its nodes")
+        from harness.resources import machine_gpu_ids
+        machine_gpus = machine_gpu_ids(args.machine_gpus)
+    if args.gpus is not None and args.gpus.ids and not args.gpus.every and args.executor == "ray":
+        from harness.executors.raycluster import NAMED_IDS
+        raise UsageError(NAMED_IDS.format(ids=", ".join(args.gpus.ids)))
     missing = [a for a in {j.assignment for j in jobs} if a in assignments and assignments[a].expected is None]
     if missing:
         raise InfrastructureError(f"assignments not calibrated: {', '.join(sorted(missing))}; the instructor "
@@ -129,7 +152,7 @@ def _grade(argv: list[str]) -> int:
     options = GradeOptions(quick=args.quick, out=args.out, cache=default_cache(), timeout=args.timeout,
                            data_root=args.data_root, jobs=args.jobs, force=args.force,
                            memory_mb=args.memory, runtime=args.runtime, executor=args.executor,
-                           address=args.address, gpus=args.gpus)
+                           address=args.address, gpus=args.gpus, machine_gpus=machine_gpus)
 
     from rich.console import Console
     from rich.text import Text

@@ -27,6 +27,7 @@ from harness.evaluator.predict import PIL_METHODS, TF_METHODS
 from harness.evidence import Evidence
 from harness.record import Metrics
 from harness.sandbox import Limits, Mount, Sandbox, SandboxRequest, SandboxResult
+from harness.sandbox.base import tf_log_level
 from harness.spec import LoadedAssignment
 
 EVALUATOR = Path(__file__).resolve().parent / "evaluator" / "predict.py"
@@ -234,7 +235,7 @@ def _request(loaded: LoadedAssignment, sandbox: Sandbox, job_dir: Path, model: s
         job_dir=job_dir, stage=job_dir / "stage",
         mounts=[Mount(m.source, m.target.replace("{ws}", ws), m.writable) for m in mounts],
         env={"PATH": f"{python_bin}:/usr/bin:/bin", "HOME": layout.home, "LANG": "C.UTF-8",
-             "HARNESS_WORKSPACE": ws, "PYTHONDONTWRITEBYTECODE": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
+             "HARNESS_WORKSPACE": ws, "PYTHONDONTWRITEBYTECODE": "1", "TF_CPP_MIN_LOG_LEVEL": tf_log_level(gpus),
              "KERAS_HOME": f"{layout.home}/.keras"},
         timeout=timeout, limits=Limits(memory_mb=loaded.spec.memory_mb), log=job_dir / "output.log", gpus=gpus,
         label="evaluation")

@@ -25,6 +25,7 @@ from harness.execute import execute
 from harness.judge import JobInfo, judge, now
 from harness.progress import ProgressSink, Tracker, report_stage
 from harness.record import Metrics, Record, RunInfo, SubmissionInfo
+from harness.resources import GpuAsk
 from harness.run import RunOptions, scan, submission_files
 from harness.sandbox import Sandbox
 from harness.sandbox.base import STOPPING, Interrupted, stop_all
@@ -45,7 +46,8 @@ class GradeOptions:
     runtime: str | None = None  # `--runtime keras3|legacy`: over the assignment and the code
     executor: str = "local"  # where jobs run (harness.executors): local or ray
     address: str | None = None  # the Ray cluster's address
-    gpus: int | None = None  # this machine's GPU count, overriding what is detected
+    gpus: GpuAsk | None = None  # `--gpus`: each job's GPU request, over the assignment's `[resources] gpus`
+    machine_gpus: tuple[str, ...] | None = None  # `--machine-gpus`: this machine's GPU ids, over what is detected
     gpu_ids: tuple[str, ...] = ()  # set per job by the executor: the GPUs this job alone may use
 
 
@@ -350,8 +352,9 @@ def grade_all(jobs: list[Job], assignments: dict[str, LoadedAssignment], sandbox
     internal = 0
     datasets: dict[str, str | None] = {}
     executor = executors.get(options.executor, executors.ExecutorSettings(
-        jobs=options.jobs, address=options.address, gpus=options.gpus))
-    requests = {job: resources.request_for(assignments.get(job.assignment), options.memory_mb) for job in jobs}
+        jobs=options.jobs, address=options.address, machine_gpus=options.machine_gpus))
+    requests = {job: resources.request_for(assignments.get(job.assignment), options.memory_mb, options.gpus)
+                for job in jobs}
 
     def not_prepared(loaded: LoadedAssignment | None) -> str | None:
         if options.quick or loaded is None:

@@ -1,10 +1,15 @@
 """What a machine can hold and what one job asks for: CPU cores, memory, GPU slots.
 
 `Capacity` is read once from the machine (affinity and cgroup CPU quota, cgroup memory limit or
-MemTotal, GPUs from `CUDA_VISIBLE_DEVICES` or `nvidia-smi -L`); a job asks for a `JobRequest` (its
-assignment's CPUs, memory limit and GPUs); `Pool` hands out `JobResources` (concrete GPU ids included)
-so that the jobs running at once never ask for more than the capacity, and no two share a GPU. A job
-that can never fit is told so at once (`Pool.refusal`) rather than waiting for ever.
+MemTotal, GPUs from `CUDA_VISIBLE_DEVICES` or `nvidia-smi -L`; `--machine-gpus` overrides); a job asks
+for a `JobRequest` (its assignment's CPUs, memory limit and GPUs; `--gpus` overrides the GPUs); `Pool`
+hands out `JobResources` (concrete GPU ids included) so that the jobs running at once never ask for more
+than the capacity, and no two share a GPU. A job that can never fit is told so at once (`refusal`)
+rather than waiting for ever.
+
+A GPU request (`GpuAsk`, parsed from `--gpus all|N|ids`) is one of: a count (any N free GPUs), exact
+device ids (those devices: two jobs naming the same id run one after the other), or `all` (every GPU of
+the machine: such a job runs alone on the GPUs, and the record lists them by id).
 """
 
 from __future__ import annotations
@@ -21,13 +26,64 @@ from typing import Callable
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class GpuAsk:
+    """A job's GPU request: `count` GPUs (any free ones), or these exact `ids`, or ("all",): every GPU."""
+
+    count: int = 0
+    ids: tuple[str, ...] = ()
+
+    @property
+    def every(self) -> bool:
+        return self.ids == (ALL,)
+
+    def describe(self) -> str:
+        if self.every:
+            return "every GPU"
+        if self.ids:
+            return f"GPU(s) {', '.join(self.ids)}"
+        return f"{self.count} GPU(s)"
+
+
+def parse_gpus(text: str, option: str = "--gpus") -> GpuAsk:
+    """`all`, a count `N`, or device ids: a comma list `0,2`, or `device=ID[,ID]` for one id (`1` is a count).
+    Raises ValueError with a plain-English reason."""
+    value = text.strip()
+    if value.lower() == ALL:
+        return GpuAsk(ids=(ALL,))
+    if value.isdigit():
+        return GpuAsk(count=int(value))
+    explicit = value.startswith("device=")
+    listed = value[len("device="):] if explicit else value
+    ids = tuple(part.strip() for part in listed.split(","))
+    if (explicit or len(ids) > 1) and ids and all(ids) and all(_id_like(i) for i in ids):
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"{option} {text}: a GPU id is named twice")
+        return GpuAsk(count=len(ids), ids=ids)
+    raise ValueError(f"{option} takes `all`, a number of GPUs (`2`), or device ids (`0,2`, or `device=1` for "
+                     f"one id); {text!r} is none of these")
+
+
+def _id_like(text: str) -> bool:
+    """A GPU index or UUID (`GPU-...`, `MIG-...`): letters, digits, '-', '_', ':', '/' only."""
+    return text != ALL and len(text) <= 100 and all(c.isalnum() or c in "-_:/" for c in text)
+
+
 @dataclass(frozen=True)
 class JobRequest:
-    """What one job asks for while it runs."""
+    """What one job asks for while it runs. GPUs: `gpus` of any, or `gpu_ids` (these devices, or ("all",))."""
 
     cpus: float = 1.0
     memory_mb: int = 8192
     gpus: int = 0
+    gpu_ids: tuple[str, ...] = ()
+
+    @property
+    def gpu_ask(self) -> GpuAsk:
+        return GpuAsk(count=self.gpus, ids=self.gpu_ids)
 
 
 @dataclass(frozen=True)
@@ -49,13 +105,15 @@ class Capacity:
         return f"{self.cpus:g} CPU(s), {self.memory_mb:,} MB of memory, {len(self.gpu_ids)} GPU(s)"
 
 
-def request_for(loaded, memory_override: int | None = None) -> JobRequest:
-    """A job's request from its assignment (`memory_mb`, `[resources] cpus` and `gpus`); `--memory` wins."""
+def request_for(loaded, memory_override: int | None = None, gpus: GpuAsk | None = None) -> JobRequest:
+    """A job's request from its assignment (`memory_mb`, `[resources] cpus` and `gpus`); `--memory` and
+    `--gpus` win."""
     if loaded is None:
         return JobRequest(cpus=1.0, memory_mb=memory_override or 512, gpus=0)
     spec = loaded.spec
+    ask = gpus if gpus is not None else GpuAsk(count=int(spec.resources.gpus))
     return JobRequest(cpus=float(spec.resources.cpus), memory_mb=int(memory_override or spec.memory_mb),
-                      gpus=int(spec.resources.gpus))
+                      gpus=ask.count, gpu_ids=ask.ids)
 
 
 # ---- the machine
@@ -163,9 +221,16 @@ def machine_gpus() -> tuple[str, ...]:
     return visible_gpus(os.environ.get("CUDA_VISIBLE_DEVICES"), lines)
 
 
-def machine_capacity(gpus: int | None = None) -> Capacity:
-    """This machine's capacity; `gpus` overrides the GPU count (ids 0..gpus-1), e.g. for tests."""
-    ids = tuple(str(i) for i in range(gpus)) if gpus is not None else machine_gpus()
+def machine_gpu_ids(ask: GpuAsk) -> tuple[str, ...]:
+    """`--machine-gpus`: a count N means ids 0..N-1, ids mean those; `all` means what is detected."""
+    if ask.every:
+        return machine_gpus()
+    return ask.ids or tuple(str(i) for i in range(ask.count))
+
+
+def machine_capacity(gpus: tuple[str, ...] | None = None) -> Capacity:
+    """This machine's capacity; `gpus` (`--machine-gpus`) overrides the GPU ids detected, e.g. for tests."""
+    ids = tuple(gpus) if gpus is not None else machine_gpus()
     return Capacity(cpus=machine_cpus(), memory_mb=machine_memory_mb(), gpu_ids=ids)
 
 
@@ -174,14 +239,32 @@ def machine_capacity(gpus: int | None = None) -> Capacity:
 
 def clamp(request: JobRequest, capacity: Capacity) -> JobRequest:
     """CPU is time-shared: a job asking for more cores than the machine has gets all of them, and runs slower."""
-    return JobRequest(cpus=min(request.cpus, capacity.cpus), memory_mb=request.memory_mb, gpus=request.gpus)
+    return JobRequest(cpus=min(request.cpus, capacity.cpus), memory_mb=request.memory_mb, gpus=request.gpus,
+                      gpu_ids=request.gpu_ids)
+
+
+def gpus_wanted(request: JobRequest, capacity: Capacity) -> tuple[str, ...] | int:
+    """The GPU ids `request` needs on `capacity` (exact ids, or all of them), or a count of any."""
+    if request.gpu_ask.every:
+        return capacity.gpu_ids
+    return request.gpu_ids or request.gpus
 
 
 def refusal(request: JobRequest, capacity: Capacity, where: str = "this machine") -> str | None:
     """Why `request` can never run on `capacity` (more GPUs or memory than there is), else None."""
-    if request.gpus > len(capacity.gpu_ids):
-        return (f"the assignment asks for {request.gpus} GPU(s) per job and {where} has {len(capacity.gpu_ids)}; "
-                f"grade it on a machine or cluster with enough GPUs, or lower `[resources] gpus`")
+    have = len(capacity.gpu_ids)
+    if request.gpu_ask.every and not have:
+        return (f"the job asks for every GPU (--gpus all) and {where} has none; grade it on a machine with GPUs, "
+                f"or leave out --gpus to use the assignment's request")
+    if request.gpu_ids and not request.gpu_ask.every:
+        missing = [g for g in request.gpu_ids if g not in capacity.gpu_ids]
+        if missing:
+            return (f"the job asks for GPU(s) {', '.join(request.gpu_ids)} and {where} has no GPU "
+                    f"{', '.join(missing)} (its GPUs: {', '.join(capacity.gpu_ids) or 'none'}); name GPUs it has "
+                    f"in --gpus, or ask for a number of GPUs instead")
+    elif request.gpus > have:
+        return (f"the assignment (or --gpus) asks for {request.gpus} GPU(s) per job and {where} has {have}; "
+                f"grade it on a machine or cluster with enough GPUs, or lower `[resources] gpus` (or --gpus)")
     if request.memory_mb > capacity.memory_mb:
         return (f"the job's memory limit is {request.memory_mb:,} MB and {where} has {capacity.memory_mb:,} MB; "
                 f"grade it on a larger machine or lower the limit (--memory or the assignment's memory_mb)")
@@ -195,9 +278,17 @@ def slots(request: JobRequest, capacity: Capacity) -> int:
     request = clamp(request, capacity)
     counts = [math.floor(capacity.cpus / request.cpus + 1e-9) if request.cpus > 0 else math.inf,
               capacity.memory_mb // request.memory_mb if request.memory_mb > 0 else math.inf,
-              len(capacity.gpu_ids) // request.gpus if request.gpus > 0 else math.inf]
+              _gpu_slots(request, capacity)]
     found = min(counts)
     return int(found) if found != math.inf else 1
+
+
+def _gpu_slots(request: JobRequest, capacity: Capacity) -> float:
+    """Jobs like `request` that can hold their GPUs at once: named devices (or all) are one job's at a time."""
+    wanted = gpus_wanted(request, capacity)
+    if isinstance(wanted, tuple):
+        return 1 if wanted else math.inf
+    return len(capacity.gpu_ids) // wanted if wanted > 0 else math.inf
 
 
 def auto_jobs(requests: list[JobRequest], capacity: Capacity) -> int:
@@ -222,15 +313,19 @@ class Pool:
         request = clamp(request, self.capacity)
         if self.max_jobs is not None and self.running >= self.max_jobs:
             return False
+        wanted = gpus_wanted(request, self.capacity)
+        gpus_free = (all(g in self.free_gpus for g in wanted) if isinstance(wanted, tuple)
+                     else wanted <= len(self.free_gpus))
         return (self.cpus_used + request.cpus <= self.capacity.cpus + 1e-9
                 and self.memory_used + request.memory_mb <= self.capacity.memory_mb
-                and request.gpus <= len(self.free_gpus))
+                and gpus_free)
 
     def take(self, request: JobRequest) -> JobResources:
-        """Take `request` now (the caller checked `fits`)."""
+        """Take `request` now (the caller checked `fits`): named GPUs (or all) by id, else the first free ones."""
         request = clamp(request, self.capacity)
-        gpus = tuple(self.free_gpus[:request.gpus])
-        del self.free_gpus[:request.gpus]
+        wanted = gpus_wanted(request, self.capacity)
+        gpus = wanted if isinstance(wanted, tuple) else tuple(self.free_gpus[:wanted])
+        self.free_gpus = [g for g in self.free_gpus if g not in gpus]
         self.cpus_used += request.cpus
         self.memory_used += request.memory_mb
         self.running += 1

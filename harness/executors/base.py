@@ -22,7 +22,7 @@ from harness.resources import JobRequest, JobResources
 class ExecutorSettings:
     jobs: int | None = None  # at most this many jobs at once; None: what the machine or cluster holds
     address: str | None = None  # where the cluster is (ray)
-    gpus: int | None = None  # GPU count of this machine, overriding what is detected (local)
+    machine_gpus: tuple[str, ...] | None = None  # this machine's GPU ids, overriding what is detected (local)
 
 
 Runner = Callable[[Any, JobResources], Any]

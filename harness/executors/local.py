@@ -15,7 +15,7 @@ class LocalExecutor:
 
     def __init__(self, settings: ExecutorSettings, capacity: Capacity | None = None):
         self.settings = settings
-        self.capacity = capacity or machine_capacity(settings.gpus)
+        self.capacity = capacity or machine_capacity(settings.machine_gpus)
         self.pool = Pool(self.capacity, settings.jobs)
         self._stop = threading.Event()
         self.workers = 1

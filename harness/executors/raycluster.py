@@ -13,6 +13,11 @@ task yields what the job's `harness.progress.Relay` holds (its stages and epochs
 every RELAY_SECONDS, then the result. Ray applies no backpressure to a generator unless asked, so a yield
 never waits for the caller: a slow caller never slows a job, and the record does not depend on anyone
 reading the progress. Until the first item arrives the job is `waiting` (its task has not started).
+
+GPUs: Ray hands out GPUs by count and picks the devices itself, so a request for a number of GPUs becomes
+`num_gpus`; `--gpus all` becomes the GPU count of the node with the most GPUs (the job holds all of that
+node's GPUs); named device ids (`--gpus 0,2`) are refused: an id names a device of one machine, and a
+cluster has many.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from harness.resources import Capacity, JobRequest, JobResources, auto_jobs, cla
 
 PROGRESS, RESULT = "progress", "result"
 RELAY_SECONDS = 0.5
+
+NAMED_IDS = ("the job asks for GPU(s) {ids} by id, and the ray executor cannot honour device ids: Ray picks a "
+             "worker's GPUs itself; ask for a number of GPUs (--gpus N, or --gpus all) instead")
 
 
 def _call(runner: Runner, task, cpus: float, memory_mb: int):
@@ -93,7 +101,7 @@ class RayExecutor:
 
     def start(self, requests: list[JobRequest]) -> int:
         self._connect()
-        fitting = [r for r in requests if not self.refusal(r)]
+        fitting = [self.counted(r) for r in requests if not self.refusal(r)]
         self.workers = self.settings.jobs or sum(auto_jobs(fitting, node) for node in self.nodes)
         return self.workers
 
@@ -101,7 +109,19 @@ class RayExecutor:
         return Capacity(cpus=max(n.cpus for n in self.nodes), memory_mb=max(n.memory_mb for n in self.nodes),
                         gpu_ids=max((n.gpu_ids for n in self.nodes), key=len))
 
+    def counted(self, request: JobRequest) -> JobRequest:
+        """`request` as Ray takes it: a count of GPUs (`all`: the most any node has)."""
+        if request.gpu_ask.every:
+            return JobRequest(cpus=request.cpus, memory_mb=request.memory_mb,
+                              gpus=max(len(n.gpu_ids) for n in self.nodes) if self.nodes else 0)
+        return request
+
     def refusal(self, request: JobRequest) -> str | None:
+        if request.gpu_ids and not request.gpu_ask.every:
+            return NAMED_IDS.format(ids=", ".join(request.gpu_ids))
+        if request.gpu_ask.every and not any(n.gpu_ids for n in self.nodes):
+            return refusal(request, self._largest(), "the Ray cluster")
+        request = self.counted(request)
         if any(refusal(request, node) is None for node in self.nodes):
             return None
         return refusal(request, self._largest(), "the largest node of the Ray cluster")
@@ -113,7 +133,7 @@ class RayExecutor:
 
     def run(self, request: JobRequest, runner: Runner, task, progress: Progress | None = None):
         import ray
-        request = clamp(request, self._largest())
+        request = clamp(self.counted(request), self._largest())
         if self._stop.is_set():
             return None
         tell(progress, ("stage", "waiting"))  # until the task has started on a worker and said so

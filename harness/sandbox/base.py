@@ -129,6 +129,15 @@ def cuda_visible_devices(gpus: tuple[str, ...], renumbered: bool) -> str | None:
     return ",".join(str(i) for i in range(len(gpus))) if renumbered else ",".join(gpus)
 
 
+def tf_log_level(gpus: tuple[str, ...]) -> str:
+    """TF_CPP_MIN_LOG_LEVEL for a job given `gpus`. Without a GPU, TensorFlow logs "failed call to cuInit" as
+    an error whenever it looks for one (every CPU-only job): "3" keeps its C++ log quiet, so the output shows
+    what the job printed. A job given GPUs keeps TensorFlow's errors ("2"), which then say something. Only
+    TensorFlow's C++ log lines are affected: the job's prints, Python warnings and tracebacks all stay. (The
+    few "I0000" lines TensorFlow prints before its logging starts ignore this variable.)"""
+    return "2" if gpus else "3"
+
+
 def _descendants(root: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):

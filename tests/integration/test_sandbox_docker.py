@@ -110,12 +110,15 @@ def test_a_running_jobs_container_keeps_the_contract(tmp_path):
     assert _labelled(client, request.label) == [], "the container was not removed"
 
 
-def test_a_gpu_request_reaches_the_engine(tmp_path):
+@pytest.mark.parametrize("gpus, ids, count, visible", [
+    (("0",), ["0"], 0, "0"), (("1", "3"), ["1", "3"], 0, "0,1"), (("all",), [], -1, None)])
+def test_a_gpu_request_reaches_the_engine(tmp_path, gpus, ids, count, visible):
     """No GPU here: the engine takes the device request at create time (checked), and refuses to start it
-    without the NVIDIA runtime, which the run reports as the operator's to fix; no container is left."""
+    without the NVIDIA runtime, which the run reports as the operator's to fix; no container is left.
+    Named ids reach the engine as they are, and CUDA numbers them from 0 inside."""
     sandbox = DockerSandbox()
     api = sandbox.client().api
-    request = _job(tmp_path, gpus=("0",))
+    request = _job(tmp_path, gpus=gpus)
     create, host = container_config(request, sandbox.image(), "test")
     created = api.create_container(host_config=api.create_host_config(**host), **create)["Id"]
     try:
@@ -123,13 +126,31 @@ def test_a_gpu_request_reaches_the_engine(tmp_path):
     finally:
         api.remove_container(created, force=True)
     assert attrs["HostConfig"]["DeviceRequests"] == [
-        {"Driver": "", "Count": 0, "DeviceIDs": ["0"], "Capabilities": [["gpu"]], "Options": {}}]
-    assert "CUDA_VISIBLE_DEVICES=0" in attrs["Config"]["Env"]
+        {"Driver": "", "Count": count, "DeviceIDs": ids, "Capabilities": [["gpu"]], "Options": {}}]
+    cuda = [e for e in attrs["Config"]["Env"] if e.startswith("CUDA_VISIBLE_DEVICES=")]
+    assert cuda == ([f"CUDA_VISIBLE_DEVICES={visible}"] if visible is not None else [])
     if os.environ.get("HARNESS_TEST_GPUS"):
         pytest.skip("a GPU machine: test_a_job_given_a_gpu_sees_it runs instead")
     with pytest.raises(InfrastructureError, match="NVIDIA Container Toolkit"):
         sandbox.run(request)
     assert _labelled(sandbox.client(), request.label) == []
+
+
+@pytest.mark.parametrize("asked, given", [("0,2", ["0", "2"]), ("all", ["0", "1", "2"])])
+def test_grade_gpus_becomes_the_device_request_of_the_jobs_container(tmp_path, asked, given):
+    """`grade --sandbox docker --gpus ...` end to end, on three logical GPUs (`--machine-gpus 3`): the pool
+    hands the job those devices, the container asks the engine for them, and the engine (no NVIDIA runtime
+    here) refuses: an error record that names the operator's fix and the devices the job had."""
+    if os.environ.get("HARNESS_TEST_GPUS"):
+        pytest.skip("a GPU machine: the container starts; test_a_job_given_a_gpu_sees_it checks a job's GPU")
+    from conftest import ROOT, my_containers, run_grade
+    code, records = run_grade(["--quick", "--sandbox", "docker", "--machine-gpus", "3", "--gpus", asked,
+                               str(ROOT / "submissions" / "alice" / "mnist-cnn.py")], tmp_path / "out")
+    [rec] = records.values()
+    assert code == 3 and rec["status"] == "error", rec["summary"]
+    assert "NVIDIA Container Toolkit" in rec["summary"] and "not the student's fault" in rec["summary"]
+    assert rec["run"]["gpus"] == given and rec["run"]["sandbox"] == "docker"
+    assert my_containers() == []
 
 
 @pytest.mark.skipif(not os.environ.get("HARNESS_TEST_GPUS"), reason="needs a GPU machine (HARNESS_TEST_GPUS=<ids>)")

@@ -171,7 +171,8 @@ def test_the_pool_gives_each_running_job_its_own_gpus_and_never_more_than_the_ma
         return fake_record(job)
 
     monkeypatch.setattr(grading, "grade_job", fake_grade_job)
-    options = GradeOptions(quick=True, out=tmp_path / "out", cache=tmp_path / "cache", jobs=None, gpus=2)
+    options = GradeOptions(quick=True, out=tmp_path / "out", cache=tmp_path / "cache", jobs=None,
+                           machine_gpus=("0", "1"))
     records, internal = grade_all(jobs, assignments, FakeSandbox(), options)
     assert internal == 0 and len(records) == 6
     assert all(len(ids) == 1 and ids[0] in ("0", "1") for _, ids in seen)
@@ -180,13 +181,50 @@ def test_the_pool_gives_each_running_job_its_own_gpus_and_never_more_than_the_ma
     assert {r.run.gpus[0] for r in records} == {"0", "1"}  # the record says which GPU the job had
 
 
+def test_the_gpus_option_names_the_devices_each_job_gets_over_the_assignment(tmp_path, assignments, monkeypatch):
+    import threading
+    import time
+    from harness.resources import parse_gpus
+    jobs = discover([make_class(tmp_path, ["ann", "bob", "cid"])], assignments)
+    assignments = {**assignments, "ox": _asking(assignments["ox"], gpus=1, memory_mb=1024)}
+    running, most, lock = [0], [0], threading.Lock()
+
+    def fake_grade_job(job, assignments, sandbox, options):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.1)
+        with lock:
+            running[0] -= 1
+        return fake_record(job)
+
+    monkeypatch.setattr(grading, "grade_job", fake_grade_job)
+    options = GradeOptions(quick=True, out=tmp_path / "out", cache=tmp_path / "cache", jobs=None,
+                           machine_gpus=("0", "1", "2"), gpus=parse_gpus("2,0"))
+    records, internal = grade_all(jobs, assignments, FakeSandbox(), options)
+    assert internal == 0 and [r.run.gpus for r in records] == [["2", "0"]] * 3
+    assert most[0] == 1, "jobs naming the same GPUs run one at a time"
+    every = GradeOptions(quick=True, out=tmp_path / "all", cache=tmp_path / "cache", jobs=None,
+                         machine_gpus=("0", "1"), gpus=parse_gpus("all"))
+    records, _ = grade_all(jobs, assignments, FakeSandbox(), every)
+    assert [r.run.gpus for r in records] == [["0", "1"]] * 3
+    none = GradeOptions(quick=True, out=tmp_path / "none", cache=tmp_path / "cache", jobs=None,
+                        machine_gpus=("0",), gpus=parse_gpus("0"))
+    records, _ = grade_all(jobs, assignments, FakeSandbox(), none)
+    assert [r.run.gpus for r in records] == [[]] * 3, "--gpus 0: CPU only, although the assignment asks for one"
+    missing = GradeOptions(quick=True, out=tmp_path / "missing", cache=tmp_path / "cache", jobs=None,
+                           machine_gpus=("0",), gpus=parse_gpus("device=3"))
+    records, internal = grade_all(jobs, assignments, FakeSandbox(), missing)
+    assert internal == 3 and all(r.status == "error" and "has no GPU 3" in r.summary for r in records)
+
+
 def test_a_job_asking_for_more_gpus_than_the_machine_has_gets_an_error_record_at_once(tmp_path, assignments,
                                                                                         monkeypatch):
     jobs = discover([make_class(tmp_path, ["ann", "bob"])], assignments)
     assignments = {**assignments, "ox": _asking(assignments["ox"], gpus=2)}
     ran = []
     monkeypatch.setattr(grading, "grade_job", lambda job, *a: ran.append(job.student) or fake_record(job))
-    options = GradeOptions(quick=True, out=tmp_path / "out", cache=tmp_path / "cache", jobs=None, gpus=1)
+    options = GradeOptions(quick=True, out=tmp_path / "out", cache=tmp_path / "cache", jobs=None, machine_gpus=("0",))
     records, internal = grade_all(jobs, assignments, FakeSandbox(), options)
     assert ran == [] and internal == 2
     for rec in records:

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from harness.resources import (Capacity, JobRequest, JobResources, Pool, auto_jobs, clamp, cpu_quota, refusal,
-                               slots, visible_gpus)
+from harness.resources import (Capacity, GpuAsk, JobRequest, JobResources, Pool, auto_jobs, clamp, cpu_quota,
+                               machine_gpu_ids, parse_gpus, refusal, request_for, slots, visible_gpus)
 
 MACHINE = Capacity(cpus=8, memory_mb=32_000, gpu_ids=("0", "1", "2"))
 
@@ -132,3 +132,109 @@ def test_a_job_that_has_to_wait_says_so_once_and_one_that_fits_says_nothing():
     pool.release(held)
     waiter.join(5)
     assert told == ["second"] and got["held"].memory_mb == 600
+
+
+def test_gpus_option_reads_a_count_all_or_device_ids():
+    assert parse_gpus("2") == GpuAsk(count=2) and parse_gpus("0") == GpuAsk(count=0)
+    assert parse_gpus("all") == parse_gpus(" ALL ") == GpuAsk(ids=("all",)) and parse_gpus("all").every
+    assert parse_gpus("0,2") == GpuAsk(count=2, ids=("0", "2"))
+    assert parse_gpus("device=1") == GpuAsk(count=1, ids=("1",)), "one id needs device= (a bare 1 is a count)"
+    assert parse_gpus("device=GPU-8f3a,GPU-77b1").ids == ("GPU-8f3a", "GPU-77b1")
+    for wrong in ("-1", "two", "0,", "device=", "0,0", "1.5", "0;rm", "device=all"):
+        with pytest.raises(ValueError, match="--gpus"):
+            parse_gpus(wrong)
+    assert machine_gpu_ids(parse_gpus("3")) == ("0", "1", "2") and machine_gpu_ids(parse_gpus("1,3")) == ("1", "3")
+
+
+def test_the_gpus_option_wins_over_the_assignment(assignments):
+    loaded = assignments["ox"]
+    assert request_for(loaded).gpus == loaded.spec.resources.gpus == 0
+    assert request_for(loaded, gpus=GpuAsk(count=2)).gpus == 2
+    assert request_for(loaded, gpus=parse_gpus("0,2")).gpu_ids == ("0", "2")
+
+
+def test_named_gpus_are_handed_out_by_id_and_jobs_naming_the_same_one_wait():
+    pool = Pool(MACHINE)
+    named = JobRequest(cpus=1, memory_mb=1000, gpus=2, gpu_ids=("2", "0"))
+    first = pool.take(named)
+    assert first.gpu_ids == ("2", "0") and pool.free_gpus == ["1"]
+    assert not pool.fits(JobRequest(cpus=1, memory_mb=1000, gpus=1, gpu_ids=("0",))), "GPU 0 is taken"
+    assert pool.fits(JobRequest(cpus=1, memory_mb=1000, gpus=1)), "any one GPU: 1 is free"
+    assert pool.take(JobRequest(cpus=1, memory_mb=1000, gpus=1)).gpu_ids == ("1",)
+    pool.give_back(first)
+    assert pool.free_gpus == ["0", "2"] and pool.fits(JobRequest(cpus=1, memory_mb=1000, gpus=1, gpu_ids=("0",)))
+    assert slots(named, MACHINE) == 1 and slots(JobRequest(cpus=1, memory_mb=1000, gpus=1), MACHINE) == 3
+
+
+def test_all_gpus_means_every_gpu_of_the_machine_for_one_job_at_a_time():
+    every = JobRequest(cpus=1, memory_mb=1000, gpu_ids=("all",))
+    pool = Pool(MACHINE)
+    assert slots(every, MACHINE) == 1
+    small = pool.take(JobRequest(cpus=1, memory_mb=1000, gpus=1))
+    assert not pool.fits(every), "one GPU is held: all must wait"
+    pool.give_back(small)
+    held = pool.take(every)
+    assert held.gpu_ids == ("0", "1", "2") and pool.free_gpus == [], "the record lists the devices by id"
+    assert not pool.fits(JobRequest(cpus=1, memory_mb=1000, gpus=1)) and not pool.fits(every)
+    pool.give_back(held)
+    assert pool.free_gpus == ["0", "1", "2"]
+
+
+def test_gpu_requests_that_can_never_fit_are_refused_with_what_the_machine_has():
+    assert "has no GPU 5 (its GPUs: 0, 1, 2)" in refusal(JobRequest(gpus=2, gpu_ids=("0", "5")), MACHINE)
+    assert "every GPU (--gpus all) and this machine has none" in refusal(JobRequest(gpu_ids=("all",)),
+                                                                       Capacity(cpus=2, memory_mb=4000))
+    assert refusal(JobRequest(gpu_ids=("all",)), MACHINE) is None
+    assert slots(JobRequest(gpus=1, gpu_ids=("7",)), MACHINE) == 0
+    pool = Pool(MACHINE)
+    with pytest.raises(ValueError, match="no GPU 7"):
+        pool.acquire(JobRequest(gpus=1, gpu_ids=("7",)))
+
+
+def test_two_threads_naming_the_same_gpu_never_hold_it_together():
+    pool = Pool(MACHINE)
+    holding, overlaps, lock = set(), [], threading.Lock()
+
+    def job(request):
+        held = pool.acquire(request)
+        with lock:
+            if set(held.gpu_ids) & holding:
+                overlaps.append(held.gpu_ids)
+            holding.update(held.gpu_ids)
+        time.sleep(0.05)
+        with lock:
+            holding.difference_update(held.gpu_ids)
+        pool.release(held)
+
+    one = JobRequest(cpus=1, memory_mb=1000, gpus=1, gpu_ids=("1",))
+    requests = [one, JobRequest(cpus=1, memory_mb=1000, gpus=2), JobRequest(cpus=1, memory_mb=1000, gpu_ids=("all",)), one]
+    threads = [threading.Thread(target=job, args=(r,)) for r in requests * 2]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert overlaps == [] and pool.free_gpus == ["0", "1", "2"] and pool.running == 0
+
+
+def test_ray_takes_gpus_by_count_and_refuses_device_ids():
+    from harness.executors.base import ExecutorSettings
+    from harness.executors.raycluster import RayExecutor
+    ray = RayExecutor(ExecutorSettings())
+    ray.nodes = [Capacity(cpus=4, memory_mb=16_000, gpu_ids=("0",)), MACHINE]
+    assert "cannot honour device ids" in ray.refusal(JobRequest(gpus=1, gpu_ids=("0",)))
+    assert ray.refusal(JobRequest(gpus=3)) is None and "asks for 4 GPU(s)" in ray.refusal(JobRequest(gpus=4))
+    every = JobRequest(cpus=1, memory_mb=1000, gpu_ids=("all",))
+    assert ray.refusal(every) is None and ray.counted(every).gpus == 3 and ray.counted(every).gpu_ids == ()
+    ray.nodes = [Capacity(cpus=4, memory_mb=16_000)]
+    assert "every GPU (--gpus all) and the Ray cluster has none" in ray.refusal(every)
+
+
+def test_the_command_line_refuses_a_gpu_request_it_cannot_read(capsys):
+    from conftest import ROOT
+    from harness.cli import EXIT_USAGE, grade_main
+    alice = str(ROOT / "submissions" / "alice")
+    assert grade_main(["--gpus", "two", alice]) == EXIT_USAGE
+    assert "--gpus takes `all`, a number of GPUs" in capsys.readouterr().err
+    assert grade_main(["--executor", "ray", "--gpus", "0,1", "--quick", alice]) == EXIT_USAGE
+    assert "cannot honour device ids" in capsys.readouterr().err
+    assert grade_main(["--executor", "ray", "--machine-gpus", "2", "--quick", alice]) == EXIT_USAGE
