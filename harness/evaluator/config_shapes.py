@@ -24,7 +24,7 @@ class Unknown(Exception):
 
 
 def _pair(value, name):
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:  # Keras refuses a window <= 0
         return value, value
     if isinstance(value, (list, tuple)) and len(value) == 2 and all(
             isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
@@ -203,6 +203,8 @@ def shapes(config):
         conf = layer.get("config") if isinstance(layer.get("config"), dict) else {}
         if layer.get("module") != "keras.layers" or layer.get("registered_name") not in (None, kind):
             raise Unknown(f"a layer from {layer.get('module')!r}")
+        if not isinstance(conf.get("trainable", True), bool):  # the table reads it two ways otherwise
+            raise Unknown("trainable flag")
         if kind == "InputLayer":
             if out:
                 raise Unknown("InputLayer after a layer")

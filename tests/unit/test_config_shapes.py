@@ -102,3 +102,44 @@ def test_a_config_that_disagrees_with_its_weights_goes_to_keras(keras, tmp_path)
     not_a_zip = tmp_path / "plain.keras"
     not_a_zip.write_bytes(b"HDF5 pretending")
     assert predict.table_from_config(not_a_zip) is None
+
+
+def _rewrite(source, target, change):
+    with zipfile.ZipFile(source) as zf:
+        files = {name: zf.read(name) for name in zf.namelist()}
+    config = json.loads(files["config.json"])
+    change(config)
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(target, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+
+
+def test_a_negative_window_keras_refuses_goes_to_keras(keras, tmp_path):
+    """kernel_size -1 has the parameters of a 1x1 kernel and grows the image by 2: weights sized for that
+    (a 30x30 input) under a 28x28 config made a table; Keras refuses a window that is not positive."""
+    L = keras.layers
+    source = tmp_path / "m.keras"
+    keras.Sequential([keras.Input((30, 30, 1)), L.Conv2D(8, 1), L.MaxPooling2D(2, strides=1), L.Flatten(),
+                      L.Dense(10)]).save(source)
+
+    def kernel(config):
+        layers = config["config"]["layers"]
+        layers[0]["config"]["batch_shape"] = [None, 28, 28, 1]
+        layers[1]["config"]["kernel_size"] = -1
+    _rewrite(source, tmp_path / "kernel.keras", kernel)
+    with pytest.raises(Exception):
+        keras.models.load_model(tmp_path / "kernel.keras", compile=False, safe_mode=True)
+    assert predict.table_from_config(tmp_path / "kernel.keras") is None
+
+
+def test_a_trainable_flag_that_is_not_a_bool_goes_to_keras(keras, tmp_path):
+    """`trainable: 0` made a row 'not trainable' whose parameters were still counted as trainable."""
+    L = keras.layers
+    source = tmp_path / "m.keras"
+    keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(3, 3), L.Flatten(), L.Dense(2)]).save(source)
+
+    def flag(config):
+        config["config"]["layers"][1]["config"]["trainable"] = 0
+    _rewrite(source, tmp_path / "flag.keras", flag)
+    assert predict.table_from_config(tmp_path / "flag.keras") is None
