@@ -58,13 +58,18 @@ def parse_gpus(text: str, option: str = "--gpus") -> GpuAsk:
         return GpuAsk(count=int(value))
     explicit = value.startswith("device=")
     listed = value[len("device="):] if explicit else value
-    ids = tuple(part.strip() for part in listed.split(","))
+    ids = tuple(_canonical(part.strip()) for part in listed.split(","))
     if (explicit or len(ids) > 1) and ids and all(ids) and all(_id_like(i) for i in ids):
         if len(set(ids)) != len(ids):
             raise ValueError(f"{option} {text}: a GPU id is named twice")
         return GpuAsk(count=len(ids), ids=ids)
     raise ValueError(f"{option} takes `all`, a number of GPUs (`2`), or device ids (`0,2`, or `device=1` for "
                      f"one id); {text!r} is none of these")
+
+
+def _canonical(gpu_id: str) -> str:
+    """A device index as CUDA and the NVIDIA runtime read it (a number: `01` is GPU 1); a UUID as it is."""
+    return str(int(gpu_id)) if gpu_id.isdigit() and gpu_id.isascii() else gpu_id
 
 
 def _id_like(text: str) -> bool:
@@ -203,10 +208,10 @@ def visible_gpus(cuda_visible: str | None, nvidia_smi_lines: list[str]) -> tuple
     """GPU ids this process may use: `CUDA_VISIBLE_DEVICES` when set (empty or -1: none), else one per
     `nvidia-smi -L` line."""
     if cuda_visible is not None:
-        ids = [part.strip() for part in cuda_visible.split(",") if part.strip()]
+        ids = [_canonical(part.strip()) for part in cuda_visible.split(",") if part.strip()]
         if not ids or ids[0].startswith("-"):
             return ()
-        return tuple(ids)
+        return tuple(dict.fromkeys(ids))  # a device listed twice is one device
     return tuple(str(i) for i, line in enumerate(l for l in nvidia_smi_lines if l.startswith("GPU ")))
 
 

@@ -238,3 +238,16 @@ def test_the_command_line_refuses_a_gpu_request_it_cannot_read(capsys):
     assert grade_main(["--executor", "ray", "--gpus", "0,1", "--quick", alice]) == EXIT_USAGE
     assert "cannot honour device ids" in capsys.readouterr().err
     assert grade_main(["--executor", "ray", "--machine-gpus", "2", "--quick", alice]) == EXIT_USAGE
+
+
+def test_one_device_under_two_spellings_is_one_gpu():
+    """CUDA and the NVIDIA runtime read a device index as a number: `00` is GPU 0, and a device listed twice
+    in CUDA_VISIBLE_DEVICES is one device. The pool must not hand it to two jobs."""
+    for wrong in ("0,00", "device=1,01"):
+        with pytest.raises(ValueError, match="twice"):
+            parse_gpus(wrong)
+    assert parse_gpus("device=01").ids == ("1",) and parse_gpus("007,2").ids == ("7", "2")
+    assert visible_gpus("0,0,1", []) == ("0", "1") and visible_gpus("1,01", []) == ("1",)
+    pool = Pool(Capacity(cpus=8, memory_mb=32_000, gpu_ids=visible_gpus("0,0", [])))
+    first = pool.acquire(JobRequest(cpus=1, memory_mb=1000, gpus=1))
+    assert first.gpu_ids == ("0",) and not pool.fits(JobRequest(cpus=1, memory_mb=1000, gpus=1))
