@@ -211,6 +211,7 @@ def visible_gpus(cuda_visible: str | None, nvidia_smi_lines: list[str]) -> tuple
         ids = [_canonical(part.strip()) for part in cuda_visible.split(",") if part.strip()]
         if not ids or ids[0].startswith("-"):
             return ()
+        ids = ids[:next((n for n, i in enumerate(ids) if not _id_like(i)), len(ids))]  # CUDA stops there too
         return tuple(dict.fromkeys(ids))  # a device listed twice is one device
     return tuple(str(i) for i, line in enumerate(l for l in nvidia_smi_lines if l.startswith("GPU ")))
 

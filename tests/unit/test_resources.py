@@ -251,3 +251,10 @@ def test_one_device_under_two_spellings_is_one_gpu():
     pool = Pool(Capacity(cpus=8, memory_mb=32_000, gpu_ids=visible_gpus("0,0", [])))
     first = pool.acquire(JobRequest(cpus=1, memory_mb=1000, gpus=1))
     assert first.gpu_ids == ("0",) and not pool.fits(JobRequest(cpus=1, memory_mb=1000, gpus=1))
+
+
+def test_a_cuda_visible_devices_entry_that_is_no_device_id_ends_the_list():
+    """CUDA enumerates CUDA_VISIBLE_DEVICES up to its first entry that names no device. `all` there is no
+    id: as one it reached the sandboxes, which read ("all",) as every GPU of the machine."""
+    assert visible_gpus("all", []) == ()
+    assert visible_gpus("0,all,1", []) == ("0",) and visible_gpus("1,x y", []) == ("1",)
