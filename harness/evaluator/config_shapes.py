@@ -102,8 +102,6 @@ def _dense(conf, shape):
     units = conf.get("units")
     if not isinstance(units, int) or isinstance(units, bool) or units <= 0 or len(shape) < 2 or shape[-1] is None:
         raise Unknown("Dense")
-    if conf.get("lora_rank"):
-        raise Unknown("LoRA")
     return shape[:-1] + [units], shape[-1] * units + (units if conf.get("use_bias", True) else 0)
 
 
@@ -205,6 +203,8 @@ def shapes(config):
             raise Unknown(f"a layer from {layer.get('module')!r}")
         if not isinstance(conf.get("trainable", True), bool):  # the table reads it two ways otherwise
             raise Unknown("trainable flag")
+        if conf.get("lora_rank"):  # Keras counts the adapter's variables; the weights file holds none
+            raise Unknown("LoRA")
         if kind == "InputLayer":
             if out:
                 raise Unknown("InputLayer after a layer")
