@@ -19,6 +19,38 @@ SHAPE_KEEPING = {
 }
 
 
+# The settings Keras 3 writes for each layer (get_config); Keras refuses a layer with a setting it does not
+# take, so a config with any other one is left to Keras
+_DROPOUT = {"rate", "seed", "noise_shape", "data_format"}
+_RANDOM = {"data_format", "seed", "factor", "value_range", "mode", "fill_mode", "fill_value", "interpolation",
+           "height_factor", "width_factor"}
+_CONV = {"filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate", "groups", "activation",
+         "use_bias", "kernel_initializer", "bias_initializer", "kernel_regularizer", "bias_regularizer",
+         "activity_regularizer", "kernel_constraint", "bias_constraint"}
+_DENSE = {"units", "activation", "use_bias", "kernel_initializer", "bias_initializer", "kernel_regularizer",
+          "bias_regularizer", "kernel_constraint", "bias_constraint", "quantization_config", "activity_regularizer",
+          "lora_rank", "lora_alpha"}
+_NORM = {"axis", "momentum", "epsilon", "center", "scale", "beta_initializer", "gamma_initializer",
+         "moving_mean_initializer", "moving_variance_initializer", "beta_regularizer", "gamma_regularizer",
+         "beta_constraint", "gamma_constraint", "renorm", "renorm_clipping", "renorm_momentum", "synchronized"}
+_POOL = {"pool_size", "strides", "padding", "data_format"}
+_RESIZE = {"height", "width", "interpolation", "crop_to_aspect_ratio", "pad_to_aspect_ratio", "fill_mode",
+           "fill_value", "antialias", "data_format"}
+SETTINGS = {kind: {"name", "dtype", "trainable"} | extra for kind, extra in {
+    "InputLayer": {"batch_shape", "batch_input_shape", "sparse", "ragged", "optional"},
+    "Conv2D": _CONV | {"lora_rank", "lora_alpha"}, "Dense": _DENSE, "BatchNormalization": _NORM,
+    "MaxPooling2D": _POOL, "AveragePooling2D": _POOL, "GlobalAveragePooling2D": {"data_format", "keepdims"},
+    "GlobalMaxPooling2D": {"data_format", "keepdims"}, "Flatten": {"data_format"}, "Reshape": {"target_shape"},
+    "ZeroPadding2D": {"padding", "data_format"}, "Resizing": _RESIZE,
+    "Dropout": _DROPOUT, "SpatialDropout1D": _DROPOUT, "SpatialDropout2D": _DROPOUT, "SpatialDropout3D": _DROPOUT,
+    "GaussianNoise": {"stddev", "seed"}, "GaussianDropout": _DROPOUT, "AlphaDropout": _DROPOUT,
+    "Activation": {"activation"}, "ReLU": {"max_value", "negative_slope", "threshold"},
+    "LeakyReLU": {"negative_slope"}, "ELU": {"alpha"}, "Softmax": {"axis"}, "Rescaling": {"scale", "offset"},
+    "ActivityRegularization": {"l1", "l2"}, "Identity": set(), "RandomFlip": _RANDOM, "RandomRotation": _RANDOM,
+    "RandomZoom": _RANDOM, "RandomTranslation": _RANDOM, "RandomContrast": _RANDOM, "RandomBrightness": _RANDOM,
+}.items()}
+
+
 class Unknown(Exception):
     """Beyond these rules: Keras itself must read the model."""
 
@@ -201,8 +233,12 @@ def shapes(config):
         conf = layer.get("config") if isinstance(layer.get("config"), dict) else {}
         if layer.get("module") != "keras.layers" or layer.get("registered_name") not in (None, kind):
             raise Unknown(f"a layer from {layer.get('module')!r}")
+        if not set(conf) <= SETTINGS.get(kind, set()) or not isinstance(conf.get("name", ""), str):
+            raise Unknown(f"a setting Keras does not take for {kind!r}")
         if not isinstance(conf.get("trainable", True), bool):  # the table reads it two ways otherwise
             raise Unknown("trainable flag")
+        if conf.get("renorm"):  # batch renormalisation: variables beyond the rules
+            raise Unknown("renorm")
         if conf.get("lora_rank"):  # Keras counts the adapter's variables; the weights file holds none
             raise Unknown("LoRA")
         if kind == "InputLayer":

@@ -158,3 +158,31 @@ def test_a_low_rank_adapter_on_any_layer_goes_to_keras(keras, tmp_path):
     by_keras = predict.describe(keras.models.load_model(tmp_path / "lora.keras", compile=False, safe_mode=True))
     table = predict.table_from_config(tmp_path / "lora.keras")
     assert table is None or table == by_keras
+
+
+def test_a_setting_keras_does_not_take_goes_to_keras(keras, tmp_path):
+    """Keras refuses a layer setting it does not know (and a name that is not text, renormalisation without
+    its variables); the config table took any. Every setting Keras itself writes still makes a table."""
+    L = keras.layers
+    source = tmp_path / "m.keras"
+    keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(3, 3), L.BatchNormalization(), L.Flatten(),
+                      L.Dense(2)]).save(source)
+    assert predict.table_from_config(source) is not None
+    for n, (index, key, value) in enumerate([(1, "filter", 4), (4, "batch_shape", [None, 5]), (1, "name", 3),
+                                             (2, "renorm", True)]):
+        def change(config):
+            config["config"]["layers"][index]["config"][key] = value
+        _rewrite(source, tmp_path / f"{n}.keras", change)
+        with pytest.raises(Exception):
+            keras.models.load_model(tmp_path / f"{n}.keras", compile=False, safe_mode=True)
+        assert predict.table_from_config(tmp_path / f"{n}.keras") is None, key
+    for kind, keys in config_shapes.SETTINGS.items():
+        if kind in ("InputLayer", "Conv2D", "Dense", "BatchNormalization", "Flatten"):
+            continue  # written above
+        layer = getattr(L, kind)
+        try:
+            made = layer()
+        except TypeError:  # a required first argument
+            made = layer(*{"Reshape": ((4,),), "Resizing": (4, 4), "Activation": ("relu",),
+                           "RandomTranslation": (0.1, 0.1), "AveragePooling2D": (2,)}.get(kind, (0.1,)))
+        assert set(made.get_config()) <= keys, kind
