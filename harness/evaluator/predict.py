@@ -14,7 +14,6 @@ import time
 import zipfile
 
 BATCH_SIZE = 256  # the trusted evaluation predicts in batches of this size (the throughput benchmark too)
-STRETCH_BATCHES = 8  # images/s is the median rate over stretches of this many batches
 GRAPH_FILE = "model-graph.zip"  # beside the model: the probe's export of it as a TensorFlow graph
 MAX_GRAPH_BYTES = 4 * 2**30
 # Keras's directory iterators (ImageDataGenerator.flow_from_directory, load_img) resize with PIL;
@@ -187,12 +186,19 @@ class LoadFailed(Exception):
 class KerasModel:
     how = "keras"
 
-    def __init__(self, model):
-        self.model = model
+    def __init__(self, model, keras=None):
+        self.model, self._keras = model, keras
         self.input_shape = [None if d is None else int(d) for d in model.inputs[0].shape]
 
-    def predict(self, x, batch_size):
-        return self.model.predict(x, batch_size=batch_size, verbose=0)
+    def predict(self, x, batch_size, on_batch=None):
+        """`on_batch()` is called as each batch's predictions are done (Keras's predict callbacks)."""
+        callbacks = []
+        if on_batch is not None and self._keras is not None:
+            class Clock(self._keras.callbacks.Callback):
+                def on_predict_batch_end(self, batch, logs=None):
+                    on_batch()
+            callbacks = [Clock()]
+        return self.model.predict(x, batch_size=batch_size, verbose=0, callbacks=callbacks)
 
 
 class GraphModel:
@@ -221,11 +227,15 @@ class GraphModel:
         self._signature, self._keep = signature, loaded
         self.input_shape = [None if d is None else int(d) for d in spec.shape]
 
-    def predict(self, x, batch_size):
+    def predict(self, x, batch_size, on_batch=None):
         import numpy as np
         import tensorflow as tf
-        out = [self._signature(**{self._input: tf.constant(x[i:i + batch_size], dtype=self._dtype)})[self._output]
-               .numpy() for i in range(0, len(x), batch_size)]
+        out = []
+        for i in range(0, len(x), batch_size):
+            out.append(self._signature(**{self._input: tf.constant(x[i:i + batch_size], dtype=self._dtype)})
+                       [self._output].numpy())
+            if on_batch is not None:
+                on_batch()
         return np.concatenate(out) if out else np.empty((0,), dtype=np.float32)
 
 
@@ -317,7 +327,7 @@ def load_model_or_graph(keras, path):
         raise LoadFailed("ValueError", "the model file is not a .keras archive (a zip file), the format "
                          "model.save('model.keras') writes")
     try:
-        return KerasModel(keras.models.load_model(path, compile=False, safe_mode=True))
+        return KerasModel(keras.models.load_model(path, compile=False, safe_mode=True), keras)
     except Exception as exc:
         error, message = type(exc).__name__, str(exc)[:2000]
     graph = os.path.join(os.path.dirname(path), GRAPH_FILE)
@@ -520,17 +530,19 @@ def table_from_config(path):
         return None
 
 
-def in_stretches(model, x, batch_size, clock=time.perf_counter):
-    """(the predictions of each stretch of STRETCH_BATCHES batches, images/s of each whole stretch; of the
-    first one too when it is the only one)."""
-    parts, rates, stretch = [], [], STRETCH_BATCHES * batch_size
-    for first in range(0, len(x), stretch):
-        given = x[first:first + stretch]
-        began = clock()
-        parts.append(model.predict(given, batch_size=batch_size))
-        if len(given) == stretch or first == 0:  # the images given: a model may return any number of rows
-            rates.append(len(given) / max(clock() - began, 1e-9))
-    return parts, rates
+def timed_predict(model, x, batch_size, clock=time.perf_counter):
+    """(predictions, images/s of each whole batch) of one prediction pass: the time from one batch's end to
+    the next (from the start for the first), counting the images given, not the rows a model returns."""
+    ends = []
+    began = clock()
+    predictions = model.predict(x, batch_size=batch_size, on_batch=lambda: ends.append(clock()))
+    rates = []
+    for k, end in enumerate(ends[:len(x) // batch_size]):  # the whole batches; the last may be short
+        took = end - (ends[k - 1] if k else began)
+        rates.append(batch_size / max(took, 1e-9))
+    if not rates and ends:  # fewer images than one batch
+        rates.append(len(x) / max(ends[0] - began, 1e-9))
+    return predictions, rates
 
 
 def main():
@@ -553,6 +565,11 @@ def main():
     from_config = args.describe_only and args.runtime != "legacy"
     if not from_config:
         keras = import_keras(args.runtime)
+    elif args.wait:
+        try:
+            import h5py  # noqa: F401  (loaded while the run goes on: the weights file is read with it)
+        except ImportError:
+            pass
     if args.wait:
         ready = os.path.join(os.path.dirname(args.model), "ready")
         deadline = time.monotonic() + args.wait
@@ -626,15 +643,13 @@ def main():
     try:
         # warm-up, not timed: the first call builds the prediction function (a tf.function trace), and
         # the last, shorter batch may trace it again; images/s is the steady rate of batched prediction
-        # (benchmarks/evaluation_throughput.py), the median over stretches of STRETCH_BATCHES batches, so
-        # that a pause of the machine in one stretch does not move it
+        # (benchmarks/evaluation_throughput.py): the median over the batches of one pass, so that neither
+        # a pause of the machine in one batch nor the pass's own setup moves it
         model.predict(x[:args.batch_size], batch_size=args.batch_size)
         if len(x) % args.batch_size:
             model.predict(x[len(x) - len(x) % args.batch_size:], batch_size=args.batch_size)
         warm = time.perf_counter()
-        parts, rates = in_stretches(model, x, args.batch_size)
-        several = any(isinstance(part, (list, tuple, dict)) for part in parts)  # outputs: named below
-        predictions = parts[0] if len(parts) == 1 or several else np.concatenate(parts)
+        predictions, rates = timed_predict(model, x, args.batch_size)
     except Exception as exc:
         report(ok=False, stage="predict", error=type(exc).__name__, message=str(exc)[:2000])
     done = time.perf_counter()
@@ -645,7 +660,7 @@ def main():
     report(ok=True, n=len(x), load_seconds=round(loaded - start, 3),
            prepare_seconds=round(prepared - loaded, 3), warmup_seconds=round(warm - prepared, 3),
            predict_seconds=round(done - warm, 3), batch_size=args.batch_size,
-           steady_images_per_second=round(float(np.median(rates)), 1),
+           steady_images_per_second=round(float(np.median(rates)), 1) if rates else None,
            input_shape=[None if d is None else int(d) for d in shape], scored_with=model.how,
            output_activation=output_activation(config))
 

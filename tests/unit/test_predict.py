@@ -39,7 +39,7 @@ def test_a_model_with_two_outputs_is_named_as_such_when_the_holdout_spans_severa
     flat = keras.layers.Flatten()(inputs)
     keras.Model(inputs, [keras.layers.Dense(3, activation="softmax")(flat),
                          keras.layers.Dense(2, activation="softmax")(flat)]).save(tmp_path / "model.keras")
-    n = predict.STRETCH_BATCHES * 8 + 5  # more than one stretch of batches of 8, the last one short
+    n = 8 * 8 + 5  # several batches of 8, the last one short
     (tmp_path / "images").mkdir()
     np.save(tmp_path / "images" / "images.npy", np.random.default_rng(0).random((n, 4, 4, 1), dtype=np.float32))
     (tmp_path / "ids.json").write_text(json.dumps([str(i) for i in range(n)]))
@@ -57,8 +57,11 @@ class _Tiling:
     def __init__(self, factor):
         self.factor = factor
 
-    def predict(self, x, batch_size):
+    def predict(self, x, batch_size, on_batch=None):
         import numpy as np
+        for _ in range(0, len(x), batch_size):
+            if on_batch is not None:
+                on_batch()
         return np.repeat(np.zeros((len(x), 2), np.float32), self.factor, axis=0)
 
 
@@ -69,12 +72,32 @@ def test_images_per_second_counts_the_images_given_not_the_rows_a_model_returns(
 
     import numpy as np
 
-    from harness.evaluator.predict import STRETCH_BATCHES, in_stretches
+    from harness.evaluator.predict import timed_predict
 
-    ticks = itertools.count()
-    x = np.zeros((STRETCH_BATCHES * 4 * 2 + 3, 1), np.float32)  # two whole stretches of batches of 4, then 3
+    x = np.zeros((4 * 5 + 3, 1), np.float32)  # five whole batches of 4, then 3
     for factor in (1, 1000):
-        _, rates = in_stretches(_Tiling(factor), x, 4, clock=lambda: float(next(ticks)))
-        assert rates == [STRETCH_BATCHES * 4.0] * 2, (factor, rates)  # one clock tick per stretch
-    _, rates = in_stretches(_Tiling(1000), x[:5], 4, clock=lambda: float(next(ticks)))
-    assert rates == [5.0]
+        ticks = itertools.count()
+        _, rates = timed_predict(_Tiling(factor), x, 4, clock=lambda: float(next(ticks)))
+        assert rates == [4.0] * 5, (factor, rates)  # one clock tick per batch; the short batch not counted
+    ticks = itertools.count()
+    _, rates = timed_predict(_Tiling(1000), x[:3], 4, clock=lambda: float(next(ticks)))
+    assert rates == [3.0]
+
+
+def test_images_per_second_is_the_median_batch_not_the_pass_with_its_setup():
+    """One slow batch (a pause of the machine) or the pass's setup does not move the figure: it is the rate
+    of the median batch of one pass, measured by Keras's own predict callbacks."""
+    import os
+
+    import numpy as np
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    from harness.evaluator.predict import KerasModel, timed_predict
+
+    model = KerasModel(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]), keras)
+    x = np.zeros((8 * 6 + 2, 4), np.float32)
+    times = iter([0.0, 10.0, 11.0, 12.0, 13.0, 113.0, 114.0, 115.0])  # setup 10 s, one batch of 100 s
+    predictions, rates = timed_predict(model, x, 8, clock=lambda: next(times))
+    assert predictions.shape == (50, 2)
+    assert rates == [0.8, 8.0, 8.0, 8.0, 0.08, 8.0] and float(np.median(rates)) == 8.0
