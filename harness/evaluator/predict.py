@@ -14,6 +14,8 @@ import time
 import zipfile
 
 BATCH_SIZE = 256  # the trusted evaluation predicts in batches of this size (the throughput benchmark too)
+TIMING_PASS_SECONDS = 10  # a scoring pass shorter than this is followed by a timing-only pass (best of two)
+TIMING_PASS_BATCHES = 40
 GRAPH_FILE = "model-graph.zip"  # beside the model: the probe's export of it as a TensorFlow graph
 MAX_GRAPH_BYTES = 4 * 2**30
 # Keras's directory iterators (ImageDataGenerator.flow_from_directory, load_img) resize with PIL;
@@ -650,17 +652,26 @@ def main():
             model.predict(x[len(x) - len(x) % args.batch_size:], batch_size=args.batch_size)
         warm = time.perf_counter()
         predictions, rates = timed_predict(model, x, args.batch_size)
+        scored = time.perf_counter()
+        steady = float(np.median(rates)) if rates else None
+        if steady and scored - warm < TIMING_PASS_SECONDS and len(x) >= 2 * args.batch_size:
+            # best of two passes: a second pass, for the timing only, over at most TIMING_PASS_BATCHES
+            # batches (the machine's other work in one pass, e.g. just after a training run ends)
+            try:
+                _, again = timed_predict(model, x[:TIMING_PASS_BATCHES * args.batch_size], args.batch_size)
+                steady = max(steady, float(np.median(again))) if again else steady
+            except Exception:
+                pass  # the scoring pass's own figure stands
     except Exception as exc:
         report(ok=False, stage="predict", error=type(exc).__name__, message=str(exc)[:2000])
-    done = time.perf_counter()
     if isinstance(predictions, (list, tuple, dict)):
         report(ok=False, stage="predict", error="MultipleOutputs",
                message="the model has several outputs; one class-probability output is expected")
     np.save(os.path.join(args.out, "predictions.npy"), np.asarray(predictions))
     report(ok=True, n=len(x), load_seconds=round(loaded - start, 3),
            prepare_seconds=round(prepared - loaded, 3), warmup_seconds=round(warm - prepared, 3),
-           predict_seconds=round(done - warm, 3), batch_size=args.batch_size,
-           steady_images_per_second=round(float(np.median(rates)), 1) if rates else None,
+           predict_seconds=round(scored - warm, 3), batch_size=args.batch_size,
+           steady_images_per_second=round(steady, 1) if steady else None,
            input_shape=[None if d is None else int(d) for d in shape], scored_with=model.how,
            output_activation=output_activation(config))
 
