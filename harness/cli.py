@@ -54,6 +54,16 @@ def _jobs(text: str) -> int | None:
     return value
 
 
+def _megabytes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of megabytes") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("--memory must be at least 1 (megabytes per job)")
+    return value
+
+
 def _gpus(option: str):
     def parse(text: str):
         from harness.resources import parse_gpus
@@ -109,7 +119,7 @@ def _grade(argv: list[str]) -> int:
                              "default: CUDA_VISIBLE_DEVICES, else nvidia-smi -L (for tests and CI)")
     parser.add_argument("--data-root", type=Path, default=None, help="prepared datasets (default $HARNESS_DATA_ROOT)")
     parser.add_argument("--force", action="store_true", help="grade again even if an up-to-date record exists")
-    parser.add_argument("--memory", type=int, default=None, metavar="MB", help="memory limit per job (default: from the assignment)")
+    parser.add_argument("--memory", type=_megabytes, default=None, metavar="MB", help="memory limit per job (default: from the assignment)")
     parser.add_argument("--no-html", action="store_true", help="write records and Markdown only, no HTML reports")
     parser.add_argument("--runtime", choices=["keras3", "legacy"], default=None,
                         help="run every job with this runtime (default: the assignment's pin, else detected from "

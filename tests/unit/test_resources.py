@@ -258,3 +258,13 @@ def test_a_cuda_visible_devices_entry_that_is_no_device_id_ends_the_list():
     id: as one it reached the sandboxes, which read ("all",) as every GPU of the machine."""
     assert visible_gpus("all", []) == ()
     assert visible_gpus("0,all,1", []) == ("0",) and visible_gpus("1,x y", []) == ("1",)
+
+
+def test_a_negative_memory_limit_is_refused_on_the_command_line(capsys):
+    """`--memory -5` would make the pool's memory count go negative (more jobs at once than memory holds)."""
+    from conftest import ROOT
+    from harness.cli import EXIT_USAGE, grade_main
+    alice = str(ROOT / "submissions" / "alice")
+    for bad in ("-5", "0", "lots"):
+        assert grade_main(["--memory", bad, "--quick", alice]) == EXIT_USAGE
+        assert "--memory" in capsys.readouterr().err
