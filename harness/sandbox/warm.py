@@ -32,12 +32,6 @@ def stage_script(cache: str | None) -> str:
     return f'cp -R /submission/. "$HARNESS_WORKSPACE"/ 2>/dev/null; {warm}exec "$@"'
 
 
-def _root() -> Path:
-    base = os.environ.get("HARNESS_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "cnn-harness")
-    return Path(base)
-
-
 def font_cache(root: Path | None = None) -> Path | None:
     """The folder holding matplotlib's font list for this interpreter, made on first use; None when
     matplotlib is not installed or the list cannot be made."""
@@ -45,7 +39,10 @@ def font_cache(root: Path | None = None) -> Path | None:
         version = importlib.metadata.version("matplotlib")
     except importlib.metadata.PackageNotFoundError:
         return None
-    folder = (root or _root()) / f"matplotlib-{version}-py{sys.version_info[0]}{sys.version_info[1]}"
+    if root is None:
+        from harness.cli import default_cache  # the harness's cache folder (HARNESS_CACHE, XDG_CACHE_HOME)
+        root = default_cache()
+    folder = root / f"matplotlib-{version}-py{sys.version_info[0]}{sys.version_info[1]}"
     with _lock:
         if any(folder.glob("fontlist-*.json")):
             return folder
