@@ -42,26 +42,24 @@ def pick_sandbox(name: str):
     return chosen
 
 
+def _at_least_one(option: str, noun: str):
+    """An argparse type: a whole number of `noun`, at least 1."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of {noun}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{option} must be at least 1 ({noun})")
+        return value
+    return parse
+
+
 def _jobs(text: str) -> int | None:
-    if text == "auto":
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of jobs or 'auto'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("--jobs must be at least 1")
-    return value
+    return None if text == "auto" else _at_least_one("--jobs", "jobs or 'auto'")(text)
 
 
-def _megabytes(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of megabytes") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("--memory must be at least 1 (megabytes per job)")
-    return value
+_megabytes = _at_least_one("--memory", "megabytes per job")
 
 
 def _gpus(option: str):
