@@ -27,7 +27,7 @@ from harness.evaluator.predict import PIL_METHODS, TF_METHODS
 from harness.evidence import Evidence
 from harness.record import Metrics
 from harness.sandbox import Limits, Mount, Sandbox, SandboxRequest, SandboxResult
-from harness.sandbox.base import tf_log_level
+from harness.sandbox.base import numpy_env, tf_log_level
 from harness.spec import LoadedAssignment
 
 EVALUATOR = Path(__file__).resolve().parent / "evaluator" / "predict.py"
@@ -236,7 +236,7 @@ def _request(loaded: LoadedAssignment, sandbox: Sandbox, job_dir: Path, model: s
         mounts=[Mount(m.source, m.target.replace("{ws}", ws), m.writable) for m in mounts],
         env={"PATH": f"{python_bin}:/usr/bin:/bin", "HOME": layout.home, "LANG": "C.UTF-8",
              "HARNESS_WORKSPACE": ws, "PYTHONDONTWRITEBYTECODE": "1", "TF_CPP_MIN_LOG_LEVEL": tf_log_level(gpus),
-             "KERAS_HOME": f"{layout.home}/.keras"},
+             "KERAS_HOME": f"{layout.home}/.keras", **numpy_env()},
         timeout=timeout, limits=Limits(memory_mb=loaded.spec.memory_mb), log=job_dir / "output.log", gpus=gpus,
         label="evaluation")
 

@@ -17,7 +17,7 @@ from harness.data import standin
 from harness.discover import Job, printable
 from harness.errors import InfrastructureError
 from harness.sandbox import Limits, Mount, Sandbox, SandboxRequest, SandboxResult
-from harness.sandbox.base import tf_log_level
+from harness.sandbox.base import numpy_env, tf_log_level
 from harness.spec import LoadedAssignment
 
 MAX_SUBMISSION_MB = 200  # the default of an assignment's `max_submission_mb`
@@ -222,6 +222,7 @@ def run(job: Job, assignment: LoadedAssignment, sandbox: Sandbox, prepared: Prep
         "PYTHONUNBUFFERED": "1",
         "MPLBACKEND": "Agg",
         "TF_CPP_MIN_LOG_LEVEL": tf_log_level(options.gpus),
+        **numpy_env(),
         "HARNESS_EVIDENCE": layout.evidence,
         "HARNESS_WORKSPACE": layout.workspace,
         "HARNESS_QUICK": "1" if options.quick else "0",
