@@ -22,6 +22,7 @@ import harness_probe as core
 
 SIGNATURE_BANDS = 64
 CHUNK = 4096
+WORKERS = 4  # threads computing signatures at most
 FAR = 256  # rows whose offset is more than this many times their range are normalised value by value
 MAX_FILES = 200_000
 
@@ -45,8 +46,10 @@ def _remember(obj, table, value):
 
 def signatures(array):
     """(N, 2 + 64) float16: per-sample normalised mean, spread and the means of 64 bands of pixels.
-    Computed from the raw values (mean, std and band sums, then normalised: a few passes over the data
-    instead of a normalised copy); rows with non-finite values take the element-wise way."""
+    Computed from the raw values (min, max, band sums and the sum of squares about the minimum, then
+    normalised: a few passes over the data instead of a normalised copy), in up to WORKERS threads of
+    whole chunks (numpy lets go of the GIL in each pass); rows with non-finite values take the
+    element-wise way."""
     import numpy as np
     n = len(array)
     flat_size = int(np.prod(array.shape[1:])) if array.ndim > 1 else 1
@@ -54,22 +57,62 @@ def signatures(array):
     starts = np.linspace(0, flat_size, bands + 1).astype(int)[:-1]
     sizes = np.diff(np.append(starts, flat_size)).astype(np.float32)
     out = np.zeros((n, 2 + SIGNATURE_BANDS), dtype=np.float16)
-    for start in range(0, n, CHUNK):
+
+    def chunk(start):
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # huge or non-finite inputs
-            block = np.asarray(array[start:start + CHUNK], dtype=np.float32).reshape(-1, flat_size)
+            block = np.array(array[start:start + CHUNK], dtype=np.float32).reshape(-1, flat_size)  # a copy: changed below
             low = block.min(axis=1, keepdims=True)
             span = block.max(axis=1, keepdims=True) - low
             span[~(span > 0)] = 1.0  # a constant sample
             band = np.add.reduceat(block, starts, axis=1)
-            sig = np.concatenate([(band.sum(axis=1, keepdims=True) / flat_size - low) / span,
-                                  block.std(axis=1, keepdims=True) / span, (band / sizes - low) / span], axis=1)
+            mean = band.sum(axis=1, keepdims=True) / flat_size - low  # about the minimum, as the squares
+            block -= low
+            square = np.einsum("ij,ij->i", block, block)[:, None] / flat_size
+            spread = np.sqrt(np.maximum(square - mean * mean, 0.0))
+            sig = np.concatenate([mean / span, spread / span, (band / sizes - low) / span], axis=1)
             # a large offset against a small range (x / 255 + 30,000) leaves the float32 sums too few digits
             # for the normalised means: those rows, like non-finite ones, take the element-wise way
             odd = np.flatnonzero(~np.isfinite(sig).all(axis=1) | (np.abs(low[:, 0]) > FAR * span[:, 0]))
             if len(odd):
-                sig[odd] = _elementwise(block[odd], starts, sizes)
+                sig[odd] = _elementwise(np.asarray(array[start:start + CHUNK], dtype=np.float32).reshape(
+                    -1, flat_size)[odd], starts, sizes)
         out[start:start + len(block), :2 + bands] = sig
+
+    _in_threads(chunk, range(0, n, CHUNK))
     return out
+
+
+def _in_threads(work, items):
+    """`work(item)` for every item, in up to WORKERS threads (one when there are few items); the first
+    exception of any thread is raised here."""
+    import os
+    import threading
+    items = list(items)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    count = max(1, min(WORKERS, cores, len(items) // 2))
+    if count == 1:
+        for item in items:
+            work(item)
+        return
+    failed = []
+
+    def run(share):
+        try:
+            for item in share:
+                work(item)
+        except BaseException as exc:
+            failed.append(exc)
+
+    threads = [threading.Thread(target=run, args=(items[i::count],), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failed:
+        raise failed[0]
 
 
 def _elementwise(block, starts, sizes):

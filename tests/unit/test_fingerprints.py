@@ -104,3 +104,25 @@ def test_one_non_finite_pixel_does_not_hide_an_image():
         same[:, 0, 0] = end
         rows, refs = fingerprints.match(fingerprints.signatures(poisoned), fingerprints.signatures(same))
         assert len(rows) == 60 and list(rows) == list(refs), bad
+
+
+def test_threads_give_what_one_thread_gives(root, monkeypatch):
+    """Signatures of a large array are computed in several threads, chunk by chunk; the result (odd rows
+    included) is the one thread's, in both copies of the code."""
+    x = (images(3 * fingerprints.CHUNK + 77, seed=6) / 255.0).astype(np.float32)
+    x[5, 0, 0], x[-1, 1, 1] = np.nan, 3e4
+    probe = probe_data_module(root)
+    threaded = fingerprints.signatures(x)
+    monkeypatch.setattr(fingerprints, "WORKERS", 1)
+    monkeypatch.setattr(probe, "WORKERS", 1)
+    assert np.array_equal(fingerprints.signatures(x), threaded)
+    assert np.array_equal(probe.signatures(x), threaded)
+
+
+def test_signatures_leave_the_students_array_as_it_was(root):
+    """The probe computes signatures of the student's own arrays: a float32 array (which converting to float32
+    does not copy) must come back unchanged."""
+    x = (images(500, seed=7) / 255.0).astype(np.float32)
+    before = x.copy()
+    probe_data_module(root).signatures(x)
+    assert np.array_equal(x, before)
