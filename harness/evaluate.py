@@ -289,9 +289,10 @@ def _run_evaluator(loaded: LoadedAssignment, model_file: Path, sandbox: Sandbox,
 
 
 class ModelReader:
-    """A model-reading sandbox started before the student's run: its TensorFlow import overlaps the
-    run, and the model file is handed in afterwards through a folder the harness alone writes
-    (bound read-only inside). Quick mode's architecture check then costs little more than the run."""
+    """A model-reading sandbox started (`start`) once the student's run has started: its start-up and
+    imports overlap the run, and the model file is handed in afterwards through a folder the harness
+    alone writes (bound read-only inside). Quick mode's architecture check then costs little more than
+    the run."""
 
     def __init__(self, loaded: LoadedAssignment, sandbox: Sandbox, wait: float, timeout: float = 300,
                  gpus: tuple[str, ...] = ()):
@@ -306,7 +307,13 @@ class ModelReader:
                            self._timeout, gpus)
         self._result = None
         self._thread = threading.Thread(target=self._run, args=(sandbox, request), daemon=True)
-        self._thread.start()
+        self._started = threading.Lock()
+
+    def start(self) -> None:
+        """Start the reading sandbox (once; `read` starts it when nothing did)."""
+        with self._started:
+            if not self._closed and self._thread.ident is None:
+                self._thread.start()
 
     def _run(self, sandbox: Sandbox, request: SandboxRequest) -> None:
         try:
@@ -318,14 +325,14 @@ class ModelReader:
         """Hand `model_file` (or nothing) to the waiting sandbox and return what it read."""
         began = time.monotonic()
         try:
-            if model_file is not None:
-                shutil.copyfile(model_file, self._inbox / ".model.keras")
-                os.replace(self._inbox / ".model.keras", self._inbox / "model.keras")
-            (self._inbox / "ready").write_text("model" if model_file is not None else "none")
-            self._thread.join(self._timeout + 60)
-            result = self._result
             if model_file is None:
                 return Evaluation(metrics=Metrics(), error=NO_MODEL_FILE)
+            self.start()
+            shutil.copyfile(model_file, self._inbox / ".model.keras")
+            os.replace(self._inbox / ".model.keras", self._inbox / "model.keras")
+            (self._inbox / "ready").write_text("model")
+            self._thread.join(self._timeout + 60)
+            result = self._result
             if not isinstance(result, SandboxResult):
                 raise result if isinstance(result, Exception) else RuntimeError("the model reader did not finish")
             status, table, _ = _outputs(self._job_dir / "evidence", False)
@@ -334,12 +341,14 @@ class ModelReader:
             self.close()
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+        with self._started:
+            if self._closed:
+                return
+            self._closed = True
         if not (self._inbox / "ready").exists():
             (self._inbox / "ready").write_text("none")
-        self._thread.join(self._timeout + 60)
+        if self._thread.ident is not None:
+            self._thread.join(self._timeout + 60)
         self._tmp.cleanup()
 
 

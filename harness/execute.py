@@ -100,11 +100,10 @@ def execute(job: Job, loaded: LoadedAssignment, sandbox: Sandbox, options: RunOp
         choice = runtime.choose(options.runtime, loaded.spec.runtime,
                                 prepared.stage / job.entry.relative_to(job.folder))
         loaded = loaded.model_copy(update={"spec": loaded.spec.model_copy(update={"runtime": choice.runtime})})
-        # quick mode: the reader imports TensorFlow while the student's code runs
+        # quick mode: the model reader starts while the student's code runs (once it has started, so that the
+        # reader's start does not delay the run's); so does the judge's leak check's import
         wait = options.timeout or loaded.spec.quick_timeout_seconds
         reader = ModelReader(loaded, sandbox, wait=float(wait), gpus=options.gpus) if options.quick else None
-        if options.quick and loaded.spec.data.source == "keras":
-            _import_in_background("scipy.spatial")  # the judge's leak check: loaded while the sandbox runs
         try:
             _execute(job, loaded, sandbox, options, data_root, target, reader, prepared, choice)
         finally:
@@ -115,7 +114,14 @@ def execute(job: Job, loaded: LoadedAssignment, sandbox: Sandbox, options: RunOp
 def _execute(job: Job, loaded: LoadedAssignment, sandbox: Sandbox, options: RunOptions, data_root: Path | None,
              target: Path, reader: ModelReader | None, prepared: Prepared, choice: runtime.Choice) -> None:
     report_stage(job, "running", prepared.job_dir / "evidence")
-    result = run(job, loaded, sandbox, prepared, options)
+
+    def started() -> None:
+        if reader is not None:
+            reader.start()
+            if loaded.spec.data.source == "keras":
+                _import_in_background("scipy.spatial")
+
+    result = run(job, loaded, sandbox, prepared, options, on_start=started)
     report_stage(job, "evaluating")
     _keep(prepared, result, target)
     write_atomic(target / RUN_FILE, RunRecord(

@@ -11,6 +11,7 @@ import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from harness.data import serve as serving
 from harness.data import standin
@@ -205,7 +206,8 @@ def mapped_mounts(job: Job, assignment: LoadedAssignment, prepared: Prepared, la
 
 
 def run(job: Job, assignment: LoadedAssignment, sandbox: Sandbox, prepared: Prepared,
-        options: RunOptions) -> SandboxResult:
+        options: RunOptions, on_start: Callable[[], None] | None = None) -> SandboxResult:
+    """Run the job's entry with the probe in `sandbox`; `on_start` is called once it has started."""
     spec = assignment.spec
     layout = sandbox.layout(prepared.job_dir)
     root, is_standin = dataset_root(assignment, options)
@@ -251,5 +253,6 @@ def run(job: Job, assignment: LoadedAssignment, sandbox: Sandbox, prepared: Prep
         log=prepared.job_dir / "output.log",
         gpus=tuple(options.gpus),
         label=f"{job.student}/{job.assignment}",
+        on_start=on_start,
     )
     return sandbox.run(request)

@@ -66,6 +66,9 @@ class SandboxRequest:
     log: Path | None = None
     gpus: tuple[str, ...] = ()  # GPU device ids handed out by the pool; () = no GPU, ("all",) = every GPU
     label: str = ""  # what the job is (student/assignment), for the operator: a container's label
+    # called once the job has started (on the caller's machine, in the supervising thread): work that should
+    # overlap the run rather than delay its start, e.g. quick mode's model reader; its errors are ignored
+    on_start: Callable[[], None] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -398,6 +401,11 @@ def supervise(start: Callable[[], Handle], request: SandboxRequest, name: str) -
             stopping = STOPPING.is_set()  # cancel() ran while this job started: it never saw it
         if stopping:
             handle.kill()
+        elif request.on_start is not None:
+            try:
+                request.on_start()
+            except Exception:
+                pass  # it only speeds up what follows the run; that work reports its own failures
         deadline = began + request.timeout
         while not overflowed:
             left = deadline - time.monotonic()
