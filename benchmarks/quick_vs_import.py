@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-GRADE = "import sys; from harness.cli import grade_main; sys.exit(grade_main())"
+GRADE = "from harness.cli import grade_script; grade_script()"  # what the `grade` console script runs
 
 
 def phases(out: str) -> tuple[float, float] | None:

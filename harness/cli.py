@@ -97,6 +97,28 @@ def harness_main(argv: list[str] | None = None) -> int:
     return _run(_harness, sys.argv[1:] if argv is None else argv)
 
 
+def grade_script() -> None:
+    """The `grade` console script: `grade_main`, then `_exit`."""
+    _exit(grade_main())
+
+
+def harness_script() -> None:
+    """The `harness` console script: `harness_main`, then `_exit`."""
+    _exit(harness_main())
+
+
+def _exit(code: int) -> None:
+    """End the process without the interpreter's teardown: freeing every module and object of a grade
+    took 0.15 s of each `grade --quick` (3 % of it), and by now every record and report is written and
+    closed; what was printed is flushed first."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can be said there
+            pass
+    os._exit(code)
+
+
 def _grade(argv: list[str]) -> int:
     parser = _Parser(prog="grade", description="Grade submissions: architecture, trusted holdout accuracy, leaks.")
     parser.add_argument("paths", nargs="+", type=Path, help="class folder, student folder or one file")

@@ -44,12 +44,12 @@ def _remember(obj, table, value):
 # ---------------------------------------------------------------- signatures and file hashes
 
 
-def signatures(array):
+def signatures(array, extent=None):
     """(N, 2 + 64) float16: per-sample normalised mean, spread and the means of 64 bands of pixels.
     Computed from the raw values (min, max, band sums and the sum of squares about the minimum, then
     normalised: a few passes over the data instead of a normalised copy), in up to WORKERS threads of
     whole chunks (numpy lets go of the GIL in each pass); rows with non-finite values take the
-    element-wise way."""
+    element-wise way. `extent`, a list, receives the array's [min, max] (in float32; NaN if any value is NaN)."""
     import numpy as np
     n = len(array)
     flat_size = int(np.prod(array.shape[1:])) if array.ndim > 1 else 1
@@ -57,12 +57,14 @@ def signatures(array):
     starts = np.linspace(0, flat_size, bands + 1).astype(int)[:-1]
     sizes = np.diff(np.append(starts, flat_size)).astype(np.float32)
     out = np.zeros((n, 2 + SIGNATURE_BANDS), dtype=np.float16)
+    ends = np.full((-(-n // CHUNK), 2), np.nan, dtype=np.float32)  # each chunk's min and max
 
     def chunk(start):
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # huge or non-finite inputs
             block = np.array(array[start:start + CHUNK], dtype=np.float32).reshape(-1, flat_size)  # a copy: changed below
-            low = block.min(axis=1, keepdims=True)
-            span = block.max(axis=1, keepdims=True) - low
+            low, high = block.min(axis=1, keepdims=True), block.max(axis=1, keepdims=True)
+            ends[start // CHUNK] = low.min(), high.max()
+            span = high - low
             span[~(span > 0)] = 1.0  # a constant sample
             band = np.add.reduceat(block, starts, axis=1)
             mean = band.sum(axis=1, keepdims=True) / flat_size - low  # about the minimum, as the squares
@@ -79,6 +81,8 @@ def signatures(array):
         out[start:start + len(block), :2 + bands] = sig
 
     _in_threads(chunk, range(0, n, CHUNK))
+    if extent is not None and n:
+        extent[:] = [float(ends[:, 0].min()), float(ends[:, 1].max())]
     return out
 
 
@@ -133,11 +137,16 @@ def _elementwise(block, starts, sizes):
                            np.add.reduceat(norm, starts, axis=1) / sizes], axis=1)
 
 
-def _save_signatures(array):
+def _save_signatures(array, described=False):
+    """Writes the signatures of `array`; `described`: the array is about to be described (describe_data),
+    which then takes its min and max from this pass instead of two more passes over the data."""
     import numpy as np
     _counter["sig"] += 1
     name = "sig-%d.npy" % _counter["sig"]
-    np.save(os.path.join(core.EVIDENCE_DIR, name), signatures(array))
+    extent = []
+    np.save(os.path.join(core.EVIDENCE_DIR, name), signatures(array, extent))
+    if described and extent:
+        core.known_range(array, extent)
     return name
 
 
@@ -183,7 +192,7 @@ def lineage(value, role):
             out["origin"] = origin
         if hasattr(value, "shape") and hasattr(value, "dtype") and len(getattr(value, "shape", ())) >= 2 \
                 and role in ("x", "validation_x"):
-            out["signatures"] = _save_signatures(value)
+            out["signatures"] = _save_signatures(value, described=True)
         paths = getattr(value, "filepaths", None)
         if paths is None and hasattr(value, "element_spec"):
             for ds in _ancestors(value):

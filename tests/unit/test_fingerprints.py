@@ -126,3 +126,19 @@ def test_signatures_leave_the_students_array_as_it_was(root):
     before = x.copy()
     probe_data_module(root).signatures(x)
     assert np.array_equal(x, before)
+
+
+def test_the_signatures_pass_also_finds_the_arrays_min_and_max(root):
+    """describe_data's min and max come from the signatures' pass (the probe skips two more passes): they must
+    be the array's own, in both copies, NaN when a value is NaN."""
+    x = images(3 * fingerprints.CHUNK + 5, seed=8) / 127.5 - 1
+    x[7, 1, 1], x[-1, 2, 2] = -3.5, 9.25
+    for signatures in (fingerprints.signatures, probe_data_module(root).signatures):
+        extent = []
+        signatures(x, extent)
+        assert extent == [-3.5, 9.25]
+        x[100, 0, 0] = np.nan
+        extent = []
+        signatures(x, extent)
+        assert np.isnan(extent[0]) and np.isnan(extent[1])
+        x[100, 0, 0] = 0
