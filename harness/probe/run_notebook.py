@@ -13,8 +13,6 @@ import sys
 import tempfile
 import time
 
-import nbformat
-
 FINISH = "import harness_probe as _hp\n_hp.finish()"
 ATTACH = "import harness_probe as _hp; _hp.attach_ipython(); _hp.attach_habits()"
 EXECUTED = "executed.ipynb"
@@ -22,14 +20,103 @@ EXECUTED = "executed.ipynb"
 
 def keep_executed(nb):
     """The notebook with its outputs so far, for the report (`executed.ipynb`; written after each
-    cell, so a run cut short still leaves what it did). Never stops the run."""
+    cell, so a run cut short still leaves what it did). Never stops the run. A notebook read by
+    `read_v4` is written as nbformat writes it, without nbformat's import (the host validates what
+    it reads back)."""
     path = os.path.join(os.environ["HARNESS_EVIDENCE"], EXECUTED)
     try:
         with open(path + ".tmp", "w", encoding="utf-8") as out:
-            nbformat.write(nb, out)
+            if isinstance(nb, Node):
+                out.write(json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + "\n")
+            else:
+                import nbformat
+                nbformat.write(nb, out)
         os.replace(path + ".tmp", path)
     except Exception:
         pass
+
+
+class Node(dict):
+    """A notebook, cell or output read or made without nbformat (quick mode): a dict whose keys read
+    as attributes, as nbformat's NotebookNode."""
+
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __setattr__(self, key, value):
+        self[key] = value
+
+
+def _node(value):
+    if isinstance(value, dict):
+        return Node((key, _node(item)) for key, item in value.items())
+    if isinstance(value, list):
+        return [_node(item) for item in value]
+    return value
+
+
+def read_v4(path):
+    """Quick mode: a version-4 notebook read with `json` (the harness validated this very file with
+    nbformat before the run; importing nbformat and compiling its schema here cost 0.2 s of every
+    quick run), cell sources joined as nbformat joins them. None for any other format: nbformat then
+    reads and converts it."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("nbformat") != 4 or not isinstance(data.get("cells"), list) \
+            or not all(isinstance(cell, dict) for cell in data["cells"]):
+        return None
+    nb = _node(data)
+    for cell in nb.cells:
+        if isinstance(cell.get("source"), list):
+            cell["source"] = "".join(str(line) for line in cell["source"])
+        if not isinstance(cell.get("source"), str) or not isinstance(cell.get("metadata", {}), dict) \
+                or not isinstance(cell.get("cell_type"), str):
+            return None
+        cell.setdefault("metadata", Node())
+    return nb
+
+
+def _json_mime(mime):
+    return mime == "application/json" or (mime.startswith("application/") and mime.endswith("+json"))
+
+
+def _lines(value):
+    return isinstance(value, str) or (isinstance(value, list) and all(isinstance(line, str) for line in value))
+
+
+def new_output(kind, **fields):
+    """An output as nbformat.v4.new_output makes it, checked as its schema checks it (ValueError when it
+    does not hold: a mime bundle of strings, JSON for JSON types, a metadata object, an error's strings)."""
+    output = Node(output_type=kind, **fields)
+    if kind == "stream":
+        ok = isinstance(fields.get("name"), str) and isinstance(fields.get("text"), str)
+    elif kind in ("display_data", "execute_result"):
+        data, metadata = fields.get("data"), fields.get("metadata", {})
+        output.setdefault("metadata", Node())
+        ok = isinstance(data, dict) and isinstance(metadata, dict) \
+            and all(isinstance(mime, str) and (_json_mime(mime) or _lines(value)) for mime, value in data.items())
+        if kind == "execute_result":
+            ok = ok and (fields.get("execution_count") is None or isinstance(fields["execution_count"], int))
+            output.setdefault("execution_count", None)
+        if ok:
+            try:
+                json.dumps([data, metadata])
+            except (TypeError, ValueError):
+                ok = False
+    elif kind == "error":
+        ok = isinstance(fields.get("ename"), str) and isinstance(fields.get("evalue"), str) \
+            and _lines(fields.get("traceback")) and isinstance(fields.get("traceback"), list)
+    else:
+        ok = False
+    if not ok:
+        raise ValueError(f"not a valid {kind} output")
+    return output
 
 
 def emit(kind, **data):
@@ -65,6 +152,7 @@ def code_cells(nb):
 
 
 async def run(path):
+    import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, DeadKernelError
     nb = nbformat.read(path, as_version=4)
@@ -120,7 +208,7 @@ class Outputs:
 
     def _flush(self):
         if self._pieces and self.cell is not None:
-            self.cell.outputs.append(nbformat.v4.new_output("stream", name=self._name, text="".join(self._pieces)))
+            self.cell.outputs.append(new_output("stream", name=self._name, text="".join(self._pieces)))
         self._name, self._pieces = None, []
 
     def _room(self, size):
@@ -130,7 +218,7 @@ class Outputs:
         if self.size > MAX_CAPTURED:
             self.cut = True
             self._flush()
-            self.cell.outputs.append(nbformat.v4.new_output(
+            self.cell.outputs.append(new_output(
                 "stream", name="stderr", text="\n[output cut: the run printed more than the grader keeps]\n"))
             return False
         return True
@@ -151,11 +239,11 @@ class Outputs:
             return
         self._flush()
         try:
-            output = nbformat.v4.new_output(kind, **fields)
+            output = new_output(kind, **fields)
         except Exception:  # data nbformat does not accept: its plain text only
             if data is None or not isinstance(data.get("text/plain"), str):
                 return
-            output = nbformat.v4.new_output(kind, **{**fields, "data": {"text/plain": data["text/plain"]},
+            output = new_output(kind, **{**fields, "data": {"text/plain": data["text/plain"]},
                                                      "metadata": {}})
         self.cell.outputs.append(output)
 
@@ -271,7 +359,10 @@ def run_here(path):
     `%` magics and `!` escapes, the hooks, `display`, the execution counts of a kernel), without a
     Jupyter kernel, its messaging or a second interpreter. What the driver records and keeps is the
     same as with a kernel: driver.jsonl, executed.ipynb after each cell, the exit code."""
-    nb = nbformat.read(path, as_version=4)
+    nb = read_v4(path)
+    if nb is None:
+        import nbformat
+        nb = nbformat.read(path, as_version=4)
     folder = os.path.dirname(os.path.abspath(path))
     os.environ["IPYTHONDIR"] = tempfile.mkdtemp(prefix="ipython-")
     os.environ["HARNESS_PROBE"] = "1"  # as in the kernel's environment: the student's subprocesses get it

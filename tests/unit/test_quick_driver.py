@@ -62,3 +62,39 @@ def test_the_quick_stop_ends_the_run_with_exit_5_and_a_short_note(tmp_path):
     outputs = executed.cells[0].outputs
     assert [o.output_type for o in outputs] == ["stream", "error"] and outputs[1].ename == "QuickStop"
     assert executed.cells[1].outputs == []
+
+
+def test_outputs_nbformat_would_refuse_keep_their_plain_text_and_the_file_validates(tmp_path):
+    """Quick mode reads and writes the notebook without nbformat (read_v4, new_output): what it writes must
+    still be a valid notebook, and a display nbformat's schema refuses keeps only its text/plain."""
+    v4 = nbformat.v4
+    code, _, _, executed = run_quick(tmp_path, [v4.new_code_cell(
+        "from IPython.display import display\n"
+        "display({'application/json': {'a': object()}, 'text/plain': 'odd json'}, raw=True)\n"
+        "display({'image/png': b'not a string', 'text/plain': 'odd png'}, raw=True)\n"
+        "display({'text/html': ['<i>', 'x</i>'], 'text/plain': 'fine'}, raw=True)\n"
+        "print('done')")])
+    assert code == 0
+    nbformat.validate(executed)
+    outputs = executed.cells[0].outputs
+    assert [dict(o.data) for o in outputs[:3]] == [{"text/plain": "odd json"}, {"text/plain": "odd png"},
+                                                   {"text/html": "<i>x</i>", "text/plain": "fine"}]
+    assert outputs[3].text == "done\n"
+
+
+def test_a_notebook_of_an_older_format_is_read_by_nbformat(tmp_path):
+    """read_v4 takes version-4 notebooks only; a version-3 notebook is converted by nbformat as before."""
+    evidence = tmp_path / "evidence"
+    evidence.mkdir()
+    path = tmp_path / "nb.ipynb"
+    v3 = nbformat.v3
+    nb = v3.new_notebook(worksheets=[v3.new_worksheet(cells=[v3.new_code_cell(input="print(6 * 7)")])])
+    path.write_text(nbformat.v3.writes_json(nb))
+    env = {**os.environ, "HARNESS_EVIDENCE": str(evidence), "HARNESS_QUICK": "1", "PYTHONPATH": str(PROBE),
+           "HARNESS_WORKSPACE": str(tmp_path), "MPLBACKEND": "Agg"}
+    done = subprocess.run([sys.executable, str(PROBE / "run_notebook.py"), str(path)], env=env, cwd=tmp_path,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    executed = nbformat.read(evidence / "executed.ipynb", 4)
+    nbformat.validate(executed)
+    assert executed.cells[0].outputs[0].text == "42\n"
