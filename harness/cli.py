@@ -182,7 +182,8 @@ def _grade(argv: list[str]) -> int:
     options = GradeOptions(quick=args.quick, out=args.out, cache=default_cache(), timeout=args.timeout,
                            data_root=args.data_root, jobs=args.jobs, force=args.force,
                            memory_mb=args.memory, runtime=args.runtime, executor=args.executor,
-                           address=args.address, gpus=args.gpus, machine_gpus=machine_gpus)
+                           address=args.address, gpus=args.gpus, machine_gpus=machine_gpus,
+                           preload=() if args.no_html else ("harness.webreport",))
 
     from rich.console import Console
     from rich.text import Text

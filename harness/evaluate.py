@@ -17,18 +17,24 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from harness.data import providers
+
 from harness.evaluator.predict import PIL_METHODS, TF_METHODS
 from harness.evidence import Evidence
 from harness.record import Metrics
 from harness.sandbox import Limits, Mount, Sandbox, SandboxRequest, SandboxResult
 from harness.sandbox.base import numpy_env, tf_log_level
 from harness.spec import LoadedAssignment
+
+# numpy and the data providers are imported where they are used: a quick grade then starts its sandbox
+# before loading them (they load while it runs)
+if TYPE_CHECKING:
+    import numpy as np
+
+    from harness.data import providers
 
 EVALUATOR = Path(__file__).resolve().parent / "evaluator" / "predict.py"
 MAX_MISCLASSIFIED = 100
@@ -169,6 +175,7 @@ def binary_threshold(output_activation: str | None, values: np.ndarray) -> float
 def validate_predictions(raw: Any, n: int, n_classes: int,
                          output_activation: str | None = None) -> tuple[np.ndarray | None, str | None]:
     """(predicted class indices, None) or (None, what is wrong)."""
+    import numpy as np
     if not isinstance(raw, np.ndarray):
         return None, "the evaluator returned no array"
     if raw.dtype.kind not in "fiu":
@@ -189,6 +196,7 @@ def validate_predictions(raw: Any, n: int, n_classes: int,
 def score(predicted: np.ndarray, labels: np.ndarray, ids: list[str], classes: list[str],
           preprocessing: str, private: np.ndarray | None = None) -> Metrics:
     """Holdout metrics on the private part; the public part's accuracy alongside."""
+    import numpy as np
     private = np.ones(len(labels), dtype=bool) if private is None else np.asarray(private, dtype=bool)
     n = len(classes)
     correct = predicted == labels
@@ -257,6 +265,7 @@ def gpus_seen(status: dict) -> list[str] | None:
 
 
 def _outputs(out: Path, want_predictions: bool) -> tuple[dict, dict[str, Any] | None, np.ndarray | None]:
+    import numpy as np
     status = _read_json(out / "status.json")
     table = _model_table(out / "model.json") if status.get("stage") not in ("load", "describe") else None
     raw = None
@@ -402,6 +411,8 @@ def evaluate(loaded: LoadedAssignment, ev: Evidence, sandbox: Sandbox, data_root
              timeout: float = 900, model_file: Path | None = None,
              gpus: tuple[str, ...] = ()) -> tuple[Evaluation, np.ndarray | None]:
     """Score the model file on the holdout: (what was measured, the raw predictions)."""
+    import numpy as np
+    from harness.data import providers
     spec = loaded.spec
     model_file = model_file or ev.model_file
     claimed = claimed_accuracy(ev)

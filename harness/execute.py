@@ -22,7 +22,6 @@ import tempfile
 import threading
 from pathlib import Path
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from harness import evidence, runtime
@@ -118,8 +117,8 @@ def _execute(job: Job, loaded: LoadedAssignment, sandbox: Sandbox, options: RunO
     def started() -> None:
         if reader is not None:
             reader.start()
-            if loaded.spec.data.source == "keras":
-                _import_in_background("scipy.spatial")
+        leak_check = ("scipy.spatial",) if options.quick and loaded.spec.data.source == "keras" else ()
+        _import_in_background(*options.preload, *leak_check)
 
     result = run(job, loaded, sandbox, prepared, options, on_start=started)
     report_stage(job, "evaluating")
@@ -145,22 +144,26 @@ def _execute(job: Job, loaded: LoadedAssignment, sandbox: Sandbox, options: RunO
             else "the run did not leave a trained model"})
     write_atomic(target / EVALUATION_FILE, evaluation.model_dump_json(indent=2))
     if raw is not None:
+        import numpy as np
         np.save(target / PREDICTIONS_FILE, raw)
 
 
-def _import_in_background(name: str) -> None:
-    """Import a module the judge stage will need on a thread, so that its second of loading overlaps
-    the sandboxed run (the judge's own import then waits for it, or finds it done)."""
-    if name in sys.modules:
+def _import_in_background(*names: str) -> None:
+    """Import, one after the other on a thread, modules the stages after the run will need, so that their
+    loading (a second for the judge's checks and scipy) overlaps the sandboxed run; their own imports then
+    wait for it, or find it done."""
+    names = tuple(name for name in names if name not in sys.modules)
+    if not names:
         return
 
     def load() -> None:
-        try:
-            importlib.import_module(name)
-        except Exception:
-            pass  # the judge's own import reports it
+        for name in names:
+            try:
+                importlib.import_module(name)
+            except Exception:
+                pass  # the stage's own import reports it
 
-    threading.Thread(target=load, name=f"import {name}", daemon=True).start()
+    threading.Thread(target=load, name="import " + ", ".join(names), daemon=True).start()
 
 
 def _model_file(path: Path) -> Path | None:

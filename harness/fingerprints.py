@@ -122,10 +122,33 @@ def match(probe: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndar
     probe_ok = np.flatnonzero(np.all(np.isfinite(probe), axis=1))
     if not len(ref_ok) or not len(probe_ok):
         return np.empty(0, int), np.empty(0, int)
-    tree = cKDTree(reference[ref_ok].astype(np.float32))
-    distance, nearest = tree.query(probe[probe_ok].astype(np.float32), k=1, p=np.inf, distance_upper_bound=TOLERANCE)
+    tree = cKDTree(reference[ref_ok].astype(np.float32), balanced_tree=False, compact_nodes=False)  # quicker to build
+    distance, nearest = tree.query(probe[probe_ok].astype(np.float32), k=1, p=np.inf, distance_upper_bound=TOLERANCE,
+                                   workers=-1)
     found = np.flatnonzero(np.isfinite(distance))
     return probe_ok[found], ref_ok[nearest[found]].astype(int)
+
+
+def matched_rows(probe: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """The distinct rows of `probe` that have a row of `reference` within TOLERANCE: what `match` finds,
+    with the k-d tree built on the smaller array (building it is most of the cost). When `probe` is the
+    smaller, each reference row's nearest probe row is found; a probe row near a reference row whose
+    nearest is another probe row lies within 2 x TOLERANCE of that one, so those neighbours are checked
+    one by one as well."""
+    if len(probe) >= len(reference):
+        return np.unique(match(probe, reference)[0])
+    _, found = match(reference, probe)
+    found = np.unique(found)
+    if len(found):
+        from scipy.spatial import cKDTree
+        ok = np.flatnonzero(np.all(np.isfinite(probe), axis=1))
+        tree = cKDTree(probe[ok].astype(np.float32), balanced_tree=False, compact_nodes=False)
+        near = tree.query_ball_point(probe[found].astype(np.float32), r=2 * TOLERANCE, p=np.inf, workers=-1)
+        others = np.setdiff1d(ok[np.unique(np.concatenate([np.asarray(n, dtype=int) for n in near]))], found)
+        if len(others):
+            rows, _ = match(probe[others], reference)
+            found = np.union1d(found, others[rows])
+    return found
 
 
 def holdout_signatures(images_file: Path) -> np.ndarray:

@@ -16,13 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import jsonschema
 
 from harness import __version__, record, reports
 from harness.discover import Job, printable
 from harness.errors import HarnessError, UsageError
 from harness.execute import execute
-from harness.judge import JobInfo, judge, now
 from harness.progress import ProgressSink, Tracker, report_stage
 from harness.record import Metrics, Record, RunInfo, SubmissionInfo
 from harness.resources import GpuAsk
@@ -49,6 +47,7 @@ class GradeOptions:
     gpus: GpuAsk | None = None  # `--gpus`: each job's GPU request, over the assignment's `[resources] gpus`
     machine_gpus: tuple[str, ...] | None = None  # `--machine-gpus`: this machine's GPU ids, over what is detected
     gpu_ids: tuple[str, ...] = ()  # set per job by the executor: the GPUs this job alone may use
+    preload: tuple[str, ...] = ()  # modules needed after the jobs (the HTML reports): imported while a job runs
 
 
 def record_path(out: Path, student: str, assignment: str) -> Path:
@@ -63,6 +62,7 @@ def record_path(out: Path, student: str, assignment: str) -> Path:
 
 
 def _invalid(job: Job, message: str, sandbox: Sandbox, options: GradeOptions, runtime: str = "") -> Record:
+    from harness.judge import now
     files = submission_files(job.folder) if job.folder.is_dir() else {}
     return Record(
         harness_version=__version__, created_at=now(), student=job.student, assignment=job.assignment,
@@ -148,9 +148,11 @@ def grade_job(job: Job, assignments: dict[str, LoadedAssignment], sandbox: Sandb
     execute(job, loaded, sandbox,
             RunOptions(quick=options.quick, timeout=options.timeout, cache=options.cache,
                        data_root=options.data_root, seed=options.seed, memory_mb=options.memory_mb,
-                       runtime=options.runtime, gpus=options.gpu_ids),
+                       runtime=options.runtime, gpus=options.gpu_ids,
+                       preload=("harness.judge", *options.preload)),
             options.data_root, folder)
     report_stage(job, "judging")
+    from harness.judge import JobInfo, judge  # with the checks, numpy and scipy: loaded while the run went
     info = JobInfo(student=job.student, assignment=job.assignment, entry=job.entry.name,
                    files=submission_files(job.folder), assignment_digest=assignment_digest(loaded))
     return judge(info, loaded, folder, _holdout_signatures(loaded, options))
@@ -159,6 +161,9 @@ def grade_job(job: Job, assignments: dict[str, LoadedAssignment], sandbox: Sandb
 def rescore_all(out: Path, assignments: dict[str, LoadedAssignment], options: GradeOptions,
                 progress: Callable[[Record], None] | None = None) -> list[Record]:
     """Judge every stored run under `out` again (changed rules or thresholds), starting no sandbox."""
+    import jsonschema
+
+    from harness.judge import JobInfo, judge
     records = []
     for path in record.files(out):
         try:

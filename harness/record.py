@@ -13,10 +13,12 @@ import threading
 import tempfile
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import jsonschema
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:  # imported where records are validated: a grade starts its first sandbox before loading it
+    import jsonschema
 
 SCHEMA_PATH = Path(__file__).parent / "schema" / "record.schema.json"
 
@@ -122,6 +124,7 @@ def json_schema() -> dict:
 
 @cache
 def _validator() -> jsonschema.protocols.Validator:
+    import jsonschema
     schema = json.loads(SCHEMA_PATH.read_text())
     return jsonschema.Draft202012Validator(schema)
 
@@ -145,6 +148,7 @@ class SchemaCheck:
 
     @cache
     def reference(self) -> jsonschema.protocols.Validator:
+        import jsonschema
         return jsonschema.Draft202012Validator(json.loads(self._path.read_text()))
 
     def _compiled(self):

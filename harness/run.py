@@ -34,6 +34,7 @@ class RunOptions:
     memory_mb: int | None = None
     runtime: str | None = None  # the command line's choice (`grade --runtime`); None: assignment, then code
     gpus: tuple[str, ...] = ()  # GPU device ids the pool gave this job (also its evaluation's)
+    preload: tuple[str, ...] = ()  # modules the stages after the run need: imported while it runs
 
 
 @dataclass(frozen=True)

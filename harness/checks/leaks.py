@@ -165,8 +165,7 @@ def split_overlap(ctx: Context) -> list[Finding]:
         count, total = 0, 0
         a, b = _load_signatures(ctx, x), _load_signatures(ctx, val)
         if a is not None and b is not None:
-            rows, _ = fingerprints.match(b, a)
-            count, total = len(np.unique(rows)), len(b)
+            count, total = len(fingerprints.matched_rows(b, a)), len(b)
         files_a, files_b = _load_hashes(ctx, x), _load_hashes(ctx, val)
         if files_a and files_b:
             shared = set(files_a.values()) & set(files_b.values())

@@ -7,10 +7,12 @@ import gzip
 import hashlib
 import struct
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from harness.spec import DataSpec
+
+if TYPE_CHECKING:  # imported where stand-ins are made: a quick grade finds them made and starts its sandbox sooner
+    import numpy as np
 
 KERAS_FILES = {
     "fashion_mnist": ("fashion-mnist", ["train-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz",
@@ -20,6 +22,7 @@ KERAS_FILES = {
 
 
 def _rng(spec: DataSpec, split: str) -> np.random.Generator:
+    import numpy as np
     seed = int.from_bytes(hashlib.sha256(f"{spec.name}/{split}".encode()).digest()[:8], "little")
     return np.random.default_rng(seed)
 
@@ -31,6 +34,7 @@ KERAS_SIZES = {"train": 60000, "test": 10000}
 def _arrays(spec: DataSpec, split: str) -> tuple[np.ndarray, np.ndarray]:
     """One random pattern per class with the image's index written into 8 pixels (so no two
     images are identical, as in real data): right shapes and dtypes, small when gzipped."""
+    import numpy as np
     n = KERAS_SIZES[split]
     rng = _rng(spec, split)
     labels = (np.arange(n) % len(spec.classes)).astype(np.uint8)
@@ -47,6 +51,7 @@ def _arrays(spec: DataSpec, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
+    import numpy as np
     dims = array.shape
     header = struct.pack(">HBB", 0, 0x08, len(dims)) + b"".join(struct.pack(">I", d) for d in dims)
     with gzip.open(path, "wb") as out:
@@ -60,6 +65,7 @@ def make(spec: DataSpec, cache: Path) -> Path:
     done = root / ".complete"
     if done.exists():
         return root
+    import numpy as np
     root.mkdir(parents=True, exist_ok=True)
     if spec.source == "keras":
         (x_train, y_train), (x_test, y_test) = _arrays(spec, "train"), _arrays(spec, "test")

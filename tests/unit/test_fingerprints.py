@@ -142,3 +142,19 @@ def test_the_signatures_pass_also_finds_the_arrays_min_and_max(root):
         signatures(x, extent)
         assert np.isnan(extent[0]) and np.isnan(extent[1])
         x[100, 0, 0] = 0
+
+
+def test_matched_rows_finds_what_match_finds_with_the_tree_on_either_side():
+    """matched_rows builds its tree on the smaller array; the rows it finds must be match's, also when a
+    probe row's nearest reference row is nearer to another probe row (near-duplicates in the probe)."""
+    rng = np.random.default_rng(9)
+    reference = fingerprints.signatures(images(2000, seed=10)).astype(np.float32)
+    probe = np.concatenate([reference[:40], reference[:40] + 0.0015, reference[:40] - 0.0015,
+                            fingerprints.signatures(images(300, seed=11))]).astype(np.float16)
+    probe[5, 0] = np.nan
+    rng.shuffle(probe)
+    expected = np.unique(fingerprints.match(probe, reference)[0])
+    assert len(expected) > 100
+    assert np.array_equal(fingerprints.matched_rows(probe, reference), expected)
+    assert np.array_equal(fingerprints.matched_rows(reference, probe), np.unique(fingerprints.match(reference, probe)[0]))
+    assert len(fingerprints.matched_rows(probe[:0], reference)) == 0
