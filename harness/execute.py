@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import Callable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -89,8 +90,9 @@ def _keep(prepared: Prepared, result: SandboxResult, target: Path) -> None:
 
 
 def execute(job: Job, loaded: LoadedAssignment, sandbox: Sandbox, options: RunOptions, data_root: Path | None,
-            target: Path) -> None:
-    """Run the job, read its model file with trusted code, and store everything in `target`."""
+            target: Path, on_start: Callable[[], None] | None = None) -> None:
+    """Run the job, read its model file with trusted code, and store everything in `target`; `on_start` is
+    called once the student's sandbox has started."""
     assert job.entry is not None
     with tempfile.TemporaryDirectory(prefix="harness-job-") as tmp:
         prepared = prepare(job, Path(tmp))
@@ -104,17 +106,20 @@ def execute(job: Job, loaded: LoadedAssignment, sandbox: Sandbox, options: RunOp
         wait = options.timeout or loaded.spec.quick_timeout_seconds
         reader = ModelReader(loaded, sandbox, wait=float(wait), gpus=options.gpus) if options.quick else None
         try:
-            _execute(job, loaded, sandbox, options, data_root, target, reader, prepared, choice)
+            _execute(job, loaded, sandbox, options, data_root, target, reader, prepared, choice, on_start)
         finally:
             if reader is not None:
                 reader.close()
 
 
 def _execute(job: Job, loaded: LoadedAssignment, sandbox: Sandbox, options: RunOptions, data_root: Path | None,
-             target: Path, reader: ModelReader | None, prepared: Prepared, choice: runtime.Choice) -> None:
+             target: Path, reader: ModelReader | None, prepared: Prepared, choice: runtime.Choice,
+             on_start: Callable[[], None] | None) -> None:
     report_stage(job, "running", prepared.job_dir / "evidence")
 
     def started() -> None:
+        if on_start is not None:
+            on_start()
         if reader is not None:
             reader.start()
         leak_check = ("scipy.spatial",) if options.quick and loaded.spec.data.source == "keras" else ()

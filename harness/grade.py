@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import stat
 import sys
 import threading
@@ -89,6 +90,13 @@ def submission_problem(job: Job, loaded: LoadedAssignment) -> str | None:
     return None
 
 
+def _regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _read_entry(entry: Path) -> bytes:
     """The entry's bytes, without following a symlink (a symlink raises OSError)."""
     fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -125,21 +133,52 @@ def evidence_folder(out: Path, student: str, assignment: str) -> Path:
     return record_path(out, student, assignment).with_suffix(".evidence")
 
 
-def refused(job: Job, assignments: dict[str, LoadedAssignment], sandbox: Sandbox, options: GradeOptions) -> Record | None:
-    """The record of a submission that is not run at all (no entry, unknown assignment, too large, broken file)."""
+def refused(job: Job, assignments: dict[str, LoadedAssignment], sandbox: Sandbox, options: GradeOptions,
+            entry: bool = True) -> Record | None:
+    """The record of a submission that is not run at all (no entry, unknown assignment, too large, broken file;
+    `entry=False`: the entry file is checked later, by `_LaterCheck`)."""
     loaded = assignments.get(job.assignment)
     if job.problem or loaded is None or job.entry is None:
         return _invalid(job, job.problem or f"unknown assignment {job.assignment}", sandbox, options)
-    problem = submission_problem(job, loaded) or _entry_problem(job.entry)
-    if problem:
-        return _invalid(job, problem, sandbox, options, options.runtime or
-                        (loaded.spec.runtime if loaded.spec.runtime != "auto" else ""))
-    return None
+    problem = submission_problem(job, loaded) or (_entry_problem(job.entry) if entry else None)
+    return _refused_entry(job, loaded, problem, sandbox, options) if problem else None
+
+
+def _refused_entry(job: Job, loaded: LoadedAssignment, problem: str, sandbox: Sandbox, options: GradeOptions) -> Record:
+    return _invalid(job, problem, sandbox, options, options.runtime or
+                    (loaded.spec.runtime if loaded.spec.runtime != "auto" else ""))
+
+
+class _LaterCheck:
+    """`_entry_problem` of a notebook on a thread started once the job's sandbox runs (a quick grade's
+    sandbox then starts before nbformat is loaded and the notebook validated: 0.15-0.2 s); `problem()`
+    waits for it. A notebook found broken gets the record it gets before any run, and its run is thrown
+    away (quick runs are short: they stop at the first fit or at the quick time limit)."""
+
+    def __init__(self, entry: Path):
+        self._entry, self._problem = entry, None
+        self._thread = threading.Thread(target=self._check, name="notebook check", daemon=True)
+        self._lock = threading.Lock()
+
+    def _check(self) -> None:
+        self._problem = _entry_problem(self._entry)
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread.ident is None:
+                self._thread.start()
+
+    def problem(self) -> str | None:
+        self.start()
+        self._thread.join()
+        return self._problem
 
 
 def grade_job(job: Job, assignments: dict[str, LoadedAssignment], sandbox: Sandbox, options: GradeOptions) -> Record:
     """Run stage (student code in a sandbox, trusted reading of its model file), then judge stage."""
-    early = refused(job, assignments, sandbox, options)
+    later = _LaterCheck(job.entry) if options.quick and job.entry is not None and job.entry.suffix == ".ipynb" \
+        and _regular(job.entry) else None
+    early = refused(job, assignments, sandbox, options, entry=later is None)
     if early is not None:
         return early
     loaded = assignments[job.assignment]
@@ -150,7 +189,11 @@ def grade_job(job: Job, assignments: dict[str, LoadedAssignment], sandbox: Sandb
                        data_root=options.data_root, seed=options.seed, memory_mb=options.memory_mb,
                        runtime=options.runtime, gpus=options.gpu_ids,
                        preload=("harness.judge", *options.preload)),
-            options.data_root, folder)
+            options.data_root, folder, on_start=later.start if later is not None else None)
+    problem = later.problem() if later is not None else None
+    if problem:
+        shutil.rmtree(folder, ignore_errors=True)
+        return _refused_entry(job, loaded, problem, sandbox, options)
     report_stage(job, "judging")
     from harness.judge import JobInfo, judge  # with the checks, numpy and scipy: loaded while the run went
     info = JobInfo(student=job.student, assignment=job.assignment, entry=job.entry.name,

@@ -71,6 +71,20 @@ def test_broken_notebook_is_invalid_and_says_what_to_do(grade, student):
     assert code == 1
 
 
+def test_a_notebook_nbformat_refuses_is_invalid_though_its_check_overlaps_the_run(grade, student, tmp_path):
+    """Quick mode validates a notebook while its sandbox starts (`_LaterCheck`): JSON that is not a valid
+    notebook (a code cell without outputs) still gets the invalid-submission record, and no stored run."""
+    cell = {"cell_type": "code", "source": "print('ran anyway')", "metadata": {}}
+    folder = student("yan", {"ox.ipynb": json.dumps({"nbformat": 4, "nbformat_minor": 4, "metadata": {},
+                                                     "cells": [cell]})})
+    code, records = grade("--quick", str(folder))
+    rec = records[("yan", "ox")]
+    assert rec["status"] == "invalid-submission" and "Save it again" in rec["summary"]
+    assert code == 1
+    assert (tmp_path / "reports" / "yan" / "ox.json").is_file()
+    assert not (tmp_path / "reports" / "yan" / "ox.evidence").exists(), "the thrown-away run left its evidence"
+
+
 def test_process_sandbox_only_on_request_and_warns(root, grade, capfd):
     code, records = grade("--quick", "--sandbox", "process", str(root / "submissions" / "erin"))
     assert records[("erin", "mnist-cnn")]["run"]["sandbox"] == "process"
