@@ -16,6 +16,8 @@ from harness.errors import HarnessError, InfrastructureError, UsageError
 from harness.spec import default_assignments
 
 EXIT_OK, EXIT_BELOW, EXIT_INTERRUPTED, EXIT_INFRA, EXIT_USAGE = 0, 1, 2, 3, 4
+# what writing the HTML reports imports (some of it lazily): loaded while the first job runs
+REPORT_MODULES = ("harness.webreport", "harness.notebook_page", "bleach", "mistune")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -183,7 +185,7 @@ def _grade(argv: list[str]) -> int:
                            data_root=args.data_root, jobs=args.jobs, force=args.force,
                            memory_mb=args.memory, runtime=args.runtime, executor=args.executor,
                            address=args.address, gpus=args.gpus, machine_gpus=machine_gpus,
-                           preload=() if args.no_html else ("harness.webreport",))
+                           preload=() if args.no_html else REPORT_MODULES)
 
     from rich.console import Console
     from rich.text import Text

@@ -149,6 +149,12 @@ def _refused_entry(job: Job, loaded: LoadedAssignment, problem: str, sandbox: Sa
                     (loaded.spec.runtime if loaded.spec.runtime != "auto" else ""))
 
 
+def _checked_later(job: Job, options: GradeOptions) -> bool:
+    """Whether the entry's check waits for the job's sandbox to start (`_LaterCheck`): a quick grade's
+    notebook that is a regular file."""
+    return options.quick and job.entry is not None and job.entry.suffix == ".ipynb" and _regular(job.entry)
+
+
 class _LaterCheck:
     """`_entry_problem` of a notebook on a thread started once the job's sandbox runs (a quick grade's
     sandbox then starts before nbformat is loaded and the notebook validated: 0.15-0.2 s); `problem()`
@@ -176,8 +182,7 @@ class _LaterCheck:
 
 def grade_job(job: Job, assignments: dict[str, LoadedAssignment], sandbox: Sandbox, options: GradeOptions) -> Record:
     """Run stage (student code in a sandbox, trusted reading of its model file), then judge stage."""
-    later = _LaterCheck(job.entry) if options.quick and job.entry is not None and job.entry.suffix == ".ipynb" \
-        and _regular(job.entry) else None
+    later = _LaterCheck(job.entry) if _checked_later(job, options) else None
     early = refused(job, assignments, sandbox, options, entry=later is None)
     if early is not None:
         return early
@@ -419,7 +424,7 @@ def grade_all(jobs: list[Job], assignments: dict[str, LoadedAssignment], sandbox
 
     def graded(job: Job) -> tuple[Record, bool] | None:
         """(record, whether the harness or the machine is at fault); None when stopped before it started."""
-        early = refused(job, assignments, sandbox, options)
+        early = refused(job, assignments, sandbox, options, entry=not _checked_later(job, options))
         if early is not None:
             return early, False
         problem = not_prepared(assignments.get(job.assignment))
