@@ -158,4 +158,16 @@ def holdout_signatures(images_file: Path) -> np.ndarray:
         return np.load(cache)
     sig = signatures(np.load(images_file, mmap_mode="r"))
     np.save(cache, sig)
+    forget_older(cache.parent)
     return sig
+
+
+def forget_older(folder: Path) -> None:
+    """Remove the cached holdout signatures of earlier signature versions in `folder` (one file each per
+    dataset: never read again once VERSION changed)."""
+    for old in folder.glob("holdout-signatures-v*.npy"):
+        if old.name != f"holdout-signatures-v{VERSION}.npy" and not old.is_symlink():
+            try:
+                old.unlink()
+            except OSError:
+                pass

@@ -395,6 +395,7 @@ def holdout_signatures(spec: DataSpec, root: Path | None, standin_root: Path | N
             tmp = cache.with_name(f".{cache.name}.{os.getpid()}-{threading.get_ident()}.npy")
             np.save(tmp, sig)
             os.replace(tmp, cache)
+            fingerprints.forget_older(standin_root)
         except OSError:
             pass
         return sig

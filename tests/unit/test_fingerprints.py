@@ -158,3 +158,14 @@ def test_matched_rows_finds_what_match_finds_with_the_tree_on_either_side():
     assert np.array_equal(fingerprints.matched_rows(probe, reference), expected)
     assert np.array_equal(fingerprints.matched_rows(reference, probe), np.unique(fingerprints.match(reference, probe)[0]))
     assert len(fingerprints.matched_rows(probe[:0], reference)) == 0
+
+
+def test_cached_signatures_of_earlier_versions_are_removed(tmp_path):
+    folder = tmp_path / "data" / "test"
+    folder.mkdir(parents=True)
+    np.save(folder / "images.npy", images(20))
+    stale = tmp_path / "data" / f"holdout-signatures-v{fingerprints.VERSION - 1}.npy"
+    np.save(stale, np.zeros(3))
+    sig = fingerprints.holdout_signatures(folder / "images.npy")
+    assert not stale.exists() and len(sig) == 20
+    assert (tmp_path / "data" / f"holdout-signatures-v{fingerprints.VERSION}.npy").is_file()
