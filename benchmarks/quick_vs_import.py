@@ -90,8 +90,8 @@ def main() -> None:
             tf_import = statistics.median(p[0] for p in split[name])
             cells = statistics.median(p[1] for p in split[name])
             print(f"  of which: TensorFlow import in the sandbox {tf_import:.2f} s, the submission's cells up to its "
-                  f"first fit {cells:.2f} s, the rest {g - tf_import - cells:.2f} s (harness start, sandbox, "
-                  f"model reading, judging, reports)")
+                  f"first fit {cells:.2f} s (from the end of TensorFlow's import: Keras's own import is in it), "
+                  f"the rest {g - tf_import - cells:.2f} s (harness start, sandbox, model reading, judging, reports)")
             print(f"  ratio to the import without the submission's own cells: {(g - cells) / i:.2f}")
     print(load)
 
