@@ -190,3 +190,26 @@ def test_matched_rows_of_many_near_identical_rows_keeps_its_memory_small():
         tracemalloc.stop()
     assert np.array_equal(found, np.unique(fingerprints.match(probe, reference)[0]))
     assert peak < 20e6
+
+
+def test_match_builds_its_tree_on_each_distinct_row_once(monkeypatch):
+    """Thousands of identical signatures (a submission's all-zero or repeated images, as training and validation
+    data) made one k-d tree leaf that every query scanned in full: minutes of the host's time. The tree holds
+    each distinct row once; what is found is unchanged."""
+    import scipy.spatial
+    sizes = []
+    real = scipy.spatial.cKDTree
+
+    def recording(data, *args, **kwargs):
+        sizes.append(len(data))
+        return real(data, *args, **kwargs)
+
+    monkeypatch.setattr(scipy.spatial, "cKDTree", recording)
+    rows = fingerprints.signatures(images(3, seed=12))
+    reference = np.concatenate([np.repeat(rows[:1], 3000, axis=0), rows[1:2], np.repeat(rows[:1], 100, axis=0)])
+    probe = np.concatenate([np.repeat(rows[:1], 500, axis=0), rows[1:]])
+    found, refs = fingerprints.match(probe, reference)
+    assert sizes == [2]
+    assert list(found) == list(range(501)) and set(refs) == {0, 3000}
+    assert np.array_equal(fingerprints.matched_rows(probe, reference), np.arange(501))
+    assert max(sizes) <= 3  # the probe's three distinct rows, when matched_rows builds its tree on the probe
