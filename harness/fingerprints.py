@@ -122,6 +122,7 @@ def match(probe: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndar
     probe_ok = np.flatnonzero(np.all(np.isfinite(probe), axis=1))
     if not len(ref_ok) or not len(probe_ok):
         return np.empty(0, int), np.empty(0, int)
+    ref_ok = _distinct(reference, ref_ok)
     tree = cKDTree(reference[ref_ok].astype(np.float32), balanced_tree=False, compact_nodes=False)  # quicker to build
     distance, nearest = tree.query(probe[probe_ok].astype(np.float32), k=1, p=np.inf, distance_upper_bound=TOLERANCE,
                                    workers=-1)
@@ -129,25 +130,41 @@ def match(probe: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndar
     return probe_ok[found], ref_ok[nearest[found]].astype(int)
 
 
+def _distinct(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """`rows` of `array` without repeats of an identical row (the first of each kept, in order): a k-d tree cannot
+    split equal points, so thousands of identical images (constant or zero images, a repeated sample) made one
+    leaf that every query scanned: minutes of the host's time for one submission. Matching needs each value once."""
+    block = np.ascontiguousarray(array[rows])
+    if len(block) < 2 or block.ndim != 2:
+        return rows
+    _, first = np.unique(block.view(np.dtype((np.void, block.dtype.itemsize * block.shape[1]))).ravel(),
+                         return_index=True)
+    return rows if len(first) == len(rows) else rows[np.sort(first)]
+
+
 def matched_rows(probe: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """The distinct rows of `probe` that have a row of `reference` within TOLERANCE: what `match` finds,
     with the k-d tree built on the smaller array (building it is most of the cost). When `probe` is the
     smaller, each reference row's nearest probe row is found; a probe row near a reference row whose
-    nearest is another probe row lies within 2 x TOLERANCE of that one, so those neighbours are checked
-    one by one as well."""
+    nearest is another probe row lies within 2 x TOLERANCE of that one, so the rows not found that have a
+    found row that near are checked one by one as well. Each row asks for its one nearest found row, never
+    for all of them: a probe of many near-identical rows (a submission's choice) costs no more than others."""
     if len(probe) >= len(reference):
         return np.unique(match(probe, reference)[0])
     _, found = match(reference, probe)
     found = np.unique(found)
     if len(found):
         from scipy.spatial import cKDTree
-        ok = np.flatnonzero(np.all(np.isfinite(probe), axis=1))
-        tree = cKDTree(probe[ok].astype(np.float32), balanced_tree=False, compact_nodes=False)
-        near = tree.query_ball_point(probe[found].astype(np.float32), r=2 * TOLERANCE, p=np.inf, workers=-1)
-        others = np.setdiff1d(ok[np.unique(np.concatenate([np.asarray(n, dtype=int) for n in near]))], found)
-        if len(others):
-            rows, _ = match(probe[others], reference)
-            found = np.union1d(found, others[rows])
+        rest = np.setdiff1d(np.flatnonzero(np.all(np.isfinite(probe), axis=1)), found)
+        if len(rest):
+            tree = cKDTree(probe[found].astype(np.float32), balanced_tree=False, compact_nodes=False)
+            # a little over 2 x TOLERANCE: a superset of the rows to check, each then checked exactly
+            distance, _ = tree.query(probe[rest].astype(np.float32), k=1, p=np.inf,
+                                     distance_upper_bound=2.01 * TOLERANCE, workers=-1)
+            others = rest[np.isfinite(distance)]
+            if len(others):
+                rows, _ = match(probe[others], reference)
+                found = np.union1d(found, others[rows])
     return found
 
 

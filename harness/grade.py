@@ -189,12 +189,18 @@ def grade_job(job: Job, assignments: dict[str, LoadedAssignment], sandbox: Sandb
     loaded = assignments[job.assignment]
     assert job.entry is not None
     folder = evidence_folder(options.out, job.student, job.assignment)
-    execute(job, loaded, sandbox,
-            RunOptions(quick=options.quick, timeout=options.timeout, cache=options.cache,
-                       data_root=options.data_root, seed=options.seed, memory_mb=options.memory_mb,
-                       runtime=options.runtime, gpus=options.gpu_ids,
-                       preload=("harness.judge", *options.preload)),
-            options.data_root, folder, on_start=later.start if later is not None else None)
+    try:
+        execute(job, loaded, sandbox,
+                RunOptions(quick=options.quick, timeout=options.timeout, cache=options.cache,
+                           data_root=options.data_root, seed=options.seed, memory_mb=options.memory_mb,
+                           runtime=options.runtime, gpus=options.gpu_ids,
+                           preload=("harness.judge", *options.preload)),
+                options.data_root, folder, on_start=later.start if later is not None else None)
+    except Exception:
+        # a notebook not yet checked can trip what reads it before the run (the runtime's detection reads
+        # its code): when it is broken, that is the student's invalid submission, not the harness's error
+        if later is None or not later.problem():
+            raise
     problem = later.problem() if later is not None else None
     if problem:
         shutil.rmtree(folder, ignore_errors=True)

@@ -82,8 +82,12 @@ def read_v4(path):
     return nb
 
 
+JSON_MIME = r"^application/(.*\+)?json$"  # the schema's pattern for JSON data, searched as jsonschema does
+
+
 def _json_mime(mime):
-    return mime == "application/json" or (mime.startswith("application/") and mime.endswith("+json"))
+    import re
+    return re.search(JSON_MIME, mime) is not None
 
 
 def _lines(value):

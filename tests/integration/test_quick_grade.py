@@ -111,3 +111,15 @@ def test_grade_writes_the_html_reports_at_its_end(root, grade, tmp_path):
     assert "bob" in index and "cats-vs-dogs" in index and "mnist-cnn" in index
     page = (html / "student" / "bob" / "cats-vs-dogs.html").read_text()
     assert "13,107,712" in page and "Content-Security-Policy" in page
+
+
+def test_json_that_is_no_notebook_is_invalid_in_quick_mode_though_it_is_read_before_its_check(grade, student, tmp_path):
+    """Quick mode checks a notebook while its sandbox runs (`_LaterCheck`), but the runtime's detection reads
+    the notebook's code before the run: a JSON list, or cells that are no list, once raised there and gave an
+    internal error. The submission is invalid, as before any run."""
+    for name, text in (("una", "[]"), ("vic", '{"nbformat": 4, "cells": 5}')):
+        folder = student(name, {"ox.ipynb": text})
+        code, records = grade("--quick", str(folder))
+        rec = records[(name, "ox")]
+        assert rec["status"] == "invalid-submission" and "Save it again" in rec["summary"], rec["summary"]
+        assert code == 1

@@ -169,3 +169,47 @@ def test_cached_signatures_of_earlier_versions_are_removed(tmp_path):
     sig = fingerprints.holdout_signatures(folder / "images.npy")
     assert not stale.exists() and len(sig) == 20
     assert (tmp_path / "data" / f"holdout-signatures-v{fingerprints.VERSION}.npy").is_file()
+
+
+def test_matched_rows_of_many_near_identical_rows_keeps_its_memory_small():
+    """A submission's validation set of many distinct rows all within 2 x TOLERANCE of each other, each also in
+    the training set: matched_rows once listed every such row's neighbours (n x n indices: 10,000 rows took
+    gigabytes of the host's memory). It finds the same rows as match, in a few megabytes."""
+    import tracemalloc
+    rng = np.random.default_rng(3)
+    n = 1500
+    probe = (np.full((1, 66), 0.5, dtype=np.float16) + rng.integers(0, 8, size=(n, 66)) * np.float16(0.000488))
+    probe = probe.astype(np.float16)
+    assert len(np.unique(probe, axis=0)) == n
+    reference = np.concatenate([probe[::2], rng.random((3 * n, 66)).astype(np.float16)])
+    tracemalloc.start()
+    try:
+        found = fingerprints.matched_rows(probe, reference)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(found, np.unique(fingerprints.match(probe, reference)[0]))
+    assert peak < 20e6
+
+
+def test_match_builds_its_tree_on_each_distinct_row_once(monkeypatch):
+    """Thousands of identical signatures (a submission's all-zero or repeated images, as training and validation
+    data) made one k-d tree leaf that every query scanned in full: minutes of the host's time. The tree holds
+    each distinct row once; what is found is unchanged."""
+    import scipy.spatial
+    sizes = []
+    real = scipy.spatial.cKDTree
+
+    def recording(data, *args, **kwargs):
+        sizes.append(len(data))
+        return real(data, *args, **kwargs)
+
+    monkeypatch.setattr(scipy.spatial, "cKDTree", recording)
+    rows = fingerprints.signatures(images(3, seed=12))
+    reference = np.concatenate([np.repeat(rows[:1], 3000, axis=0), rows[1:2], np.repeat(rows[:1], 100, axis=0)])
+    probe = np.concatenate([np.repeat(rows[:1], 500, axis=0), rows[1:]])
+    found, refs = fingerprints.match(probe, reference)
+    assert sizes == [2]
+    assert list(found) == list(range(501)) and set(refs) == {0, 3000}
+    assert np.array_equal(fingerprints.matched_rows(probe, reference), np.arange(501))
+    assert max(sizes) <= 3  # the probe's three distinct rows, when matched_rows builds its tree on the probe

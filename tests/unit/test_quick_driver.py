@@ -98,3 +98,28 @@ def test_a_notebook_of_an_older_format_is_read_by_nbformat(tmp_path):
     executed = nbformat.read(evidence / "executed.ipynb", 4)
     nbformat.validate(executed)
     assert executed.cells[0].outputs[0].text == "42\n"
+
+
+def test_new_output_takes_json_data_under_the_mime_types_nbformat_takes_it():
+    """new_output checks a display as nbformat's schema does: JSON data under a mime type the schema's
+    pattern matches (searched as jsonschema searches it: `$` also before a final newline), text elsewhere.
+    A mime type with a newline inside once let JSON data through, and the executed notebook no longer validated."""
+    sys.path.insert(0, str(PROBE))
+    try:
+        import run_notebook
+    finally:
+        sys.path.remove(str(PROBE))
+    for mime in ("application/json", "application/vnd.a+json", "application/a\nb+json", "application/x+json\n",
+                 "application/json\n", "text/plain", "application/jsonx"):
+        for value in ({"a": 1}, "text", ["a\n", "b"]):
+            try:
+                nbformat.v4.new_output("display_data", data={mime: value})
+                expected = True
+            except Exception:
+                expected = False
+            try:
+                run_notebook.new_output("display_data", data={mime: value})
+                made = True
+            except ValueError:
+                made = False
+            assert made == expected, (mime, value)
