@@ -21,7 +21,8 @@ import threading
 import harness_probe as core
 
 SIGNATURE_BANDS = 64
-CHUNK = 4096
+CHUNK = 4096  # rows at a time at most
+CHUNK_BYTES = 32 * 2**20  # and at most this much of float32 per chunk (each thread copies one)
 WORKERS = 4  # threads computing signatures at most
 FAR = 256  # rows whose offset is more than this many times their range are normalised value by value
 MAX_FILES = 200_000
@@ -57,13 +58,14 @@ def signatures(array, extent=None):
     starts = np.linspace(0, flat_size, bands + 1).astype(int)[:-1]
     sizes = np.diff(np.append(starts, flat_size)).astype(np.float32)
     out = np.zeros((n, 2 + SIGNATURE_BANDS), dtype=np.float16)
-    ends = np.full((-(-n // CHUNK), 2), np.nan, dtype=np.float32)  # each chunk's min and max
+    rows = max(1, min(CHUNK, CHUNK_BYTES // (4 * flat_size)))  # 224 x 224 x 3 images: 55 at a time
+    ends = np.full((-(-n // rows), 2), np.nan, dtype=np.float32)  # each chunk's min and max
 
     def chunk(start):
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # huge or non-finite inputs
-            block = np.array(array[start:start + CHUNK], dtype=np.float32).reshape(-1, flat_size)  # a copy: changed below
+            block = np.array(array[start:start + rows], dtype=np.float32).reshape(-1, flat_size)  # a copy: changed below
             low, high = block.min(axis=1, keepdims=True), block.max(axis=1, keepdims=True)
-            ends[start // CHUNK] = low.min(), high.max()
+            ends[start // rows] = low.min(), high.max()
             span = high - low
             span[~(span > 0)] = 1.0  # a constant sample
             band = np.add.reduceat(block, starts, axis=1)
@@ -76,11 +78,11 @@ def signatures(array, extent=None):
             # for the normalised means: those rows, like non-finite ones, take the element-wise way
             odd = np.flatnonzero(~np.isfinite(sig).all(axis=1) | (np.abs(low[:, 0]) > FAR * span[:, 0]))
             if len(odd):
-                sig[odd] = _elementwise(np.asarray(array[start:start + CHUNK], dtype=np.float32).reshape(
+                sig[odd] = _elementwise(np.asarray(array[start:start + rows], dtype=np.float32).reshape(
                     -1, flat_size)[odd], starts, sizes)
         out[start:start + len(block), :2 + bands] = sig
 
-    _in_threads(chunk, range(0, n, CHUNK))
+    _in_threads(chunk, range(0, n, rows))
     if extent is not None and n:
         extent[:] = [float(ends[:, 0].min()), float(ends[:, 1].max())]
     return out

@@ -213,3 +213,16 @@ def test_match_builds_its_tree_on_each_distinct_row_once(monkeypatch):
     assert list(found) == list(range(501)) and set(refs) == {0, 3000}
     assert np.array_equal(fingerprints.matched_rows(probe, reference), np.arange(501))
     assert max(sizes) <= 3  # the probe's three distinct rows, when matched_rows builds its tree on the probe
+
+
+def test_large_images_are_taken_a_few_at_a_time(root, monkeypatch):
+    """Chunks are bounded in bytes as well as rows (each thread copies one chunk in the student's process, whose
+    memory is limited): 4,096 images of 224 x 224 x 3 would be 2.4 GB a chunk. Smaller chunks give the same rows."""
+    x = np.random.default_rng(12).integers(0, 256, size=(40, 64, 64, 3), dtype=np.uint8)
+    whole = fingerprints.signatures(x)
+    probe = probe_data_module(root)
+    for module in (fingerprints, probe):
+        monkeypatch.setattr(module, "CHUNK_BYTES", 3 * 64 * 64 * 3 * 4)  # three images a chunk: 14 chunks
+        extent = []
+        assert np.array_equal(module.signatures(x, extent), whole)
+        assert extent == [float(x.min()), float(x.max())]
