@@ -268,8 +268,8 @@ def _dataset_identity(loaded: LoadedAssignment, options: GradeOptions) -> str | 
 def assignment_digest(loaded: LoadedAssignment | None, options: GradeOptions | None = None,
                       sandbox: Sandbox | None = None) -> str | None:
     """What a grade depends on besides the submission: the assignment's files and the harness version;
-    with `options`, also the mode, sandbox, runtime, timeout, memory, seed and the dataset graded on
-    (the resume cache key)."""
+    with `options`, also the mode, sandbox, runtime, timeout, memory, seed, the dataset graded on and the
+    `--gpus` request (the resume cache key)."""
     if loaded is None:
         return None
     digest = hashlib.sha256(__version__.encode())
@@ -287,6 +287,7 @@ def assignment_digest(loaded: LoadedAssignment | None, options: GradeOptions | N
             "memory_mb": options.memory_mb or spec.memory_mb,
             "seed": options.seed,
             "dataset": _dataset_identity(loaded, options),
+            "gpus": options.gpus.describe() if options.gpus is not None else None,  # `--gpus`: a CPU run is not a GPU run
         }
         digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()

@@ -8,6 +8,7 @@ from harness import grade as grading
 from harness import reports
 from harness.discover import discover
 from harness.grade import GradeOptions, assignment_digest, grade_all, record_path
+from harness.resources import GpuAsk
 from harness.progress import Sink
 from harness.run import submission_files
 from harness.record import Metrics, Record, RunInfo, SubmissionInfo
@@ -98,6 +99,8 @@ def test_resume_key_changes_with_every_setting(tmp_path, assignments, data_root)
         assignment_digest(loaded, base.__class__(**{**base.__dict__, "data_root": tmp_path / "other"}), FakeSandbox()),
         assignment_digest(loaded, base, type("Other", (), {"name": "process"})()),
         assignment_digest(assignments["mnist-cnn"], base, FakeSandbox()),
+        assignment_digest(loaded, base.__class__(**{**base.__dict__, "gpus": GpuAsk(count=0)}), FakeSandbox()),
+        assignment_digest(loaded, base.__class__(**{**base.__dict__, "gpus": GpuAsk(ids=("all",))}), FakeSandbox()),
     ]
     assert key == assignment_digest(loaded, base, FakeSandbox())
     assert len({key, *changed}) == len(changed) + 1
