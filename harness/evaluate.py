@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-
 from harness.evaluator.predict import PIL_METHODS, TF_METHODS
 from harness.evidence import Evidence
 from harness.record import Metrics
@@ -316,11 +315,11 @@ class ModelReader:
                            self._timeout, gpus)
         self._result = None
         self._thread = threading.Thread(target=self._run, args=(sandbox, request), daemon=True)
-        self._started = threading.Lock()
+        self._lock = threading.Lock()  # start and close, from the job's thread and the reader's caller
 
     def start(self) -> None:
         """Start the reading sandbox (once; `read` starts it when nothing did)."""
-        with self._started:
+        with self._lock:
             if not self._closed and self._thread.ident is None:
                 self._thread.start()
 
@@ -350,7 +349,7 @@ class ModelReader:
             self.close()
 
     def close(self) -> None:
-        with self._started:
+        with self._lock:
             if self._closed:
                 return
             self._closed = True

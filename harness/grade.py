@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-
 from harness import __version__, record, reports
 from harness.discover import Job, printable
 from harness.errors import HarnessError, UsageError

@@ -78,8 +78,8 @@ def signatures(array, extent=None):
             # for the normalised means: those rows, like non-finite ones, take the element-wise way
             odd = np.flatnonzero(~np.isfinite(sig).all(axis=1) | (np.abs(low[:, 0]) > FAR * span[:, 0]))
             if len(odd):
-                sig[odd] = _elementwise(np.asarray(array[start:start + rows], dtype=np.float32).reshape(
-                    -1, flat_size)[odd], starts, sizes)
+                raw = np.asarray(array[start:start + rows])[odd]  # those rows only, from the values as given
+                sig[odd] = _elementwise(raw.astype(np.float32).reshape(-1, flat_size), starts, sizes)
         out[start:start + len(block), :2 + bands] = sig
 
     _in_threads(chunk, range(0, n, rows))

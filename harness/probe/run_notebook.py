@@ -9,6 +9,7 @@ execution, where it stopped) next to the probe's events. Exit codes as run_modul
 import asyncio
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -86,7 +87,6 @@ JSON_MIME = r"^application/(.*\+)?json$"  # the schema's pattern for JSON data, 
 
 
 def _json_mime(mime):
-    import re
     return re.search(JSON_MIME, mime) is not None
 
 
@@ -115,7 +115,7 @@ def new_output(kind, **fields):
                 ok = False
     elif kind == "error":
         ok = isinstance(fields.get("ename"), str) and isinstance(fields.get("evalue"), str) \
-            and _lines(fields.get("traceback")) and isinstance(fields.get("traceback"), list)
+            and isinstance(fields.get("traceback"), list) and _lines(fields["traceback"])
     else:
         ok = False
     if not ok:
