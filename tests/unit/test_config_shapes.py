@@ -133,30 +133,30 @@ def test_a_negative_window_keras_refuses_goes_to_keras(keras, tmp_path):
     assert predict.table_from_config(tmp_path / "kernel.keras") is None
 
 
-def test_a_trainable_flag_that_is_not_a_bool_goes_to_keras(keras, tmp_path):
-    """`trainable: 0` made a row 'not trainable' whose parameters were still counted as trainable."""
+def _conv_with(keras, tmp_path, key, value) -> Path:
+    """A small saved Conv2D model whose Conv2D config has `key` set to `value` (rewritten in the file)."""
     L = keras.layers
     source = tmp_path / "m.keras"
     keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(3, 3), L.Flatten(), L.Dense(2)]).save(source)
 
-    def flag(config):
-        config["config"]["layers"][1]["config"]["trainable"] = 0
-    _rewrite(source, tmp_path / "flag.keras", flag)
-    assert predict.table_from_config(tmp_path / "flag.keras") is None
+    def change(config):
+        config["config"]["layers"][1]["config"][key] = value
+    target = tmp_path / f"{key}.keras"
+    _rewrite(source, target, change)
+    return target
+
+
+def test_a_trainable_flag_that_is_not_a_bool_goes_to_keras(keras, tmp_path):
+    """`trainable: 0` made a row 'not trainable' whose parameters were still counted as trainable."""
+    assert predict.table_from_config(_conv_with(keras, tmp_path, "trainable", 0)) is None
 
 
 def test_a_low_rank_adapter_on_any_layer_goes_to_keras(keras, tmp_path):
     """Keras 3 takes `lora_rank` on Conv2D too (through its keyword arguments): it counts the adapter's
     variables, which the weights file does not hold, so the config table would disagree with Keras."""
-    L = keras.layers
-    source = tmp_path / "m.keras"
-    keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(3, 3), L.Flatten(), L.Dense(2)]).save(source)
-
-    def adapter(config):
-        config["config"]["layers"][1]["config"]["lora_rank"] = 2
-    _rewrite(source, tmp_path / "lora.keras", adapter)
-    by_keras = predict.describe(keras.models.load_model(tmp_path / "lora.keras", compile=False, safe_mode=True))
-    table = predict.table_from_config(tmp_path / "lora.keras")
+    lora = _conv_with(keras, tmp_path, "lora_rank", 2)
+    by_keras = predict.describe(keras.models.load_model(lora, compile=False, safe_mode=True))
+    table = predict.table_from_config(lora)
     assert table is None or table == by_keras
 
 
